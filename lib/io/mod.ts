@@ -1,0 +1,10 @@
+/**
+ * File formats: gzip, .npy, safetensors, idx, PNG and a safe PyTorch checkpoint reader.
+ *
+ * @module
+ */
+export * from "./host_tensor.ts";
+export * from "./fs.ts";
+export * from "./gzip.ts";
+export * from "./npy.ts";
+export * from "./safetensors.ts";

@@ -1,0 +1,6 @@
+/**
+ * Seeded, injectable random generators with serializable state.
+ *
+ * @module
+ */
+export * from "./rng.ts";
