@@ -1,10 +1,10 @@
 import assert from "node:assert/strict";
 import { gzip, readNpy, readSafetensors, writeNpy, writeSafetensors } from "@lib/io";
 
-const PARITY = new URL("../../../shared/parity/public/", import.meta.url);
+import { parityPath } from "../_support/fixtures.ts";
 
 Deno.test("readNpy reads the gzipped int64 index of the parity token file", async () => {
-  const t = readNpy(await Deno.readFile(new URL("tiny-train-token.index.npy.gz", PARITY)));
+  const t = readNpy(await Deno.readFile(parityPath("tiny-train-token.index.npy.gz")));
   assert.equal(t.dtype, "int64");
   assert.deepEqual(t.shape, [51]);
   assert.equal((t.data as BigInt64Array)[1], 1533n);
