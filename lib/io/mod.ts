@@ -8,3 +8,4 @@ export * from "./fs.ts";
 export * from "./gzip.ts";
 export * from "./npy.ts";
 export * from "./safetensors.ts";
+export * from "./idx.ts";
