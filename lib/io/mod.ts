@@ -9,3 +9,4 @@ export * from "./gzip.ts";
 export * from "./npy.ts";
 export * from "./safetensors.ts";
 export * from "./idx.ts";
+export * from "./png.ts";
