@@ -6,6 +6,7 @@
  */
 import type { ComparisonResult } from "./compare.ts";
 import type { Fixture } from "./fixture.ts";
+import { adamwSection } from "./adamw.ts";
 
 /** One group of comparisons against a fixture (e.g. the MTM forward and backward). */
 export interface ParitySection {
@@ -22,4 +23,4 @@ export interface ParitySection {
 }
 
 /** Every section, in the order they run. Sections add themselves here. */
-export const SECTIONS: ParitySection[] = [];
+export const SECTIONS: ParitySection[] = [adamwSection];
