@@ -1,0 +1,13 @@
+/**
+ * Token datasets in the official SeiT release format (reader, streaming writer, labels),
+ * the VQ codebook, synonym dictionaries and dataset statistics.
+ *
+ * @module
+ */
+export * from "./errors.ts";
+export * from "./dataset.ts";
+export * from "./writer.ts";
+export * from "./labels.ts";
+export * from "./codebook.ts";
+export * from "./synonyms.ts";
+export * from "./stats.ts";
