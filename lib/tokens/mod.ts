@@ -11,3 +11,4 @@ export * from "./labels.ts";
 export * from "./codebook.ts";
 export * from "./synonyms.ts";
 export * from "./stats.ts";
+export * from "./resample.ts";
