@@ -10,3 +10,5 @@ export * from "./npy.ts";
 export * from "./safetensors.ts";
 export * from "./idx.ts";
 export * from "./png.ts";
+export * from "./pickle.ts";
+export * from "./torch.ts";
