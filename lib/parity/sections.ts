@@ -7,6 +7,7 @@
 import type { ComparisonResult } from "./compare.ts";
 import type { Fixture } from "./fixture.ts";
 import { adamwSection } from "./adamw.ts";
+import { convertToCodesSection, transformsSection } from "./transforms.ts";
 
 /** One group of comparisons against a fixture (e.g. the MTM forward and backward). */
 export interface ParitySection {
@@ -23,4 +24,4 @@ export interface ParitySection {
 }
 
 /** Every section, in the order they run. Sections add themselves here. */
-export const SECTIONS: ParitySection[] = [adamwSection];
+export const SECTIONS: ParitySection[] = [adamwSection, transformsSection, convertToCodesSection];

@@ -12,3 +12,7 @@ export * from "./codebook.ts";
 export * from "./synonyms.ts";
 export * from "./stats.ts";
 export * from "./resample.ts";
+export * from "./quantize.ts";
+export * from "./transform_core.ts";
+export * from "./transform_codes.ts";
+export * from "./transform_maps.ts";
