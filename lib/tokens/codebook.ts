@@ -1,10 +1,17 @@
 /**
  * The VQ codebook: a float32 `[K, d]` matrix whose row c embeds token c. Loaded from
- * `.npy` / `.npy.gz`, `.safetensors`, or a `torch.save`d bare tensor (`.ckpt` / `.pth`).
+ * `.npy` / `.npy.gz`, `.safetensors`, or a `torch.save`d bare tensor (`.ckpt` / `.pth` / `.pt`).
  *
  * @module
  */
-import { type HostTensor, readNpy, readSafetensors, toFloat32 } from "../io/mod.ts";
+import {
+  flattenTensors,
+  type HostTensor,
+  readNpy,
+  readSafetensors,
+  readTorchFile,
+  toFloat32,
+} from "../io/mod.ts";
 
 /** A codebook: `[K, d]` float32, row-major. */
 export type Codebook = HostTensor<"float32">;
@@ -99,14 +106,16 @@ export function pickCodebookTensor(
 
 /**
  * Load a codebook by file type: `.npy`/`.npy.gz`, `.safetensors` (tensor `codebook`,
- * `weight` or the only one), `.ckpt`/`.pth`/`.pt` (a `torch.save`d bare tensor, read by
- * the safe reader of `@lib/io` once it exists).
+ * `weight` or the only one), `.ckpt`/`.pth`/`.pt` (a `torch.save`d bare tensor, or a dict
+ * holding one by those rules; read by the safe torch reader of `@lib/io`, zip or legacy).
  *
  * @param path the file
  * @param options required K and/or d
  * @returns the `[K, d]` float32 codebook
  * @throws {Deno.errors.NotFound} when the file does not exist
  * @throws {SyntaxError} for a malformed file
+ * @throws {UnsafePickleError} for a torch file whose pickle names a global outside the
+ *   safe reader's allow-list (nothing is executed)
  * @throws {TypeError} for an unsupported extension or a tensor that is not a `[K, d]` float
  *   matrix (of the required size)
  * @throws {RangeError} for a non-finite value
@@ -128,9 +137,7 @@ export async function loadCodebook(path: string, options: CodebookOptions = {}):
       path,
     );
   } else if (lower.endsWith(".ckpt") || lower.endsWith(".pth") || lower.endsWith(".pt")) {
-    throw new TypeError(
-      `Cannot load codebook "${path}": torch.save files need lib/io's torch reader, which is not available yet; convert it to .safetensors or .npy`,
-    );
+    t = pickCodebookTensor(flattenTensors(await readTorchFile(path)).tensors, path);
   } else {
     throw new TypeError(
       `Cannot load codebook "${path}": unknown file type (expected .npy, .npy.gz, .safetensors, .ckpt, .pth or .pt)`,

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { gzip, type HostTensor, writeNpy, writeSafetensors } from "@lib/io";
+import { gzip, type HostTensor, UnsafePickleError, writeNpy, writeSafetensors } from "@lib/io";
 import { loadCodebook, toCodebook } from "@lib/tokens";
 import { parityPath } from "../_support/fixtures.ts";
 
@@ -36,6 +36,23 @@ Deno.test("the fixture codebook.safetensors loads as float32 [391, 32] with the 
   assert.equal(cb.data[17 * 32 + 5], Math.fround(-0.39687249064445496));
   assert.equal(cb.data[390 * 32 + 31], Math.fround(-1.0525814294815063));
   assert.equal(sha256(cb.data), CODEBOOK_SHA256);
+});
+
+Deno.test("codebook.ckpt (torch.save zip) and codebook_legacy.ckpt load bit for bit like the safetensors copy", async () => {
+  for (const name of ["codebook.ckpt", "codebook_legacy.ckpt"]) {
+    const cb = await loadCodebook(parityPath(name), { size: 391, dim: 32 });
+    assert.equal(cb.dtype, "float32");
+    assert.deepEqual(cb.shape, [391, 32]);
+    assert.equal(sha256(cb.data), CODEBOOK_SHA256, name);
+  }
+});
+
+Deno.test("a hostile pickle posing as a codebook is refused, nothing executed", async () => {
+  await withDir(async (dir) => {
+    const path = `${dir}/codebook.ckpt`;
+    await Deno.copyFile(parityPath("malicious.ckpt"), path);
+    await assert.rejects(loadCodebook(path), UnsafePickleError);
+  });
 });
 
 Deno.test("codebooks load from .npy and .npy.gz (float64 converted to float32)", async () => {
