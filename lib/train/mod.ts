@@ -6,3 +6,11 @@
  */
 export * from "./adamw.ts";
 export * from "./param_groups.ts";
+export * from "./schedule.ts";
+export * from "./clip.ts";
+export * from "./errors.ts";
+export * from "./metrics.ts";
+export * from "./checkpoint.ts";
+export * from "./run_log.ts";
+export * from "./progress.ts";
+export * from "./config.ts";
