@@ -14,3 +14,4 @@ export * from "./checkpoint.ts";
 export * from "./run_log.ts";
 export * from "./progress.ts";
 export * from "./config.ts";
+export * from "./loop.ts";
