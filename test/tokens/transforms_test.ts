@@ -3,11 +3,13 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "@lib/backend";
 import { readSafetensorsFile, toFloat32, toInt32 } from "@lib/io";
 import { Rng } from "@lib/random";
+import { colorAdapt, createMixup, embNoise } from "@lib/adapters";
 import {
   centerCrop,
   centerCropOrigin,
   centerCropTransform,
   type CodeGrids,
+  CodeQuantizer,
   composeTransforms,
   drawRrcBox,
   hflip,
@@ -20,6 +22,7 @@ import {
   runTransform,
   swapCodes,
   type SwapParams,
+  type Transform,
 } from "@lib/tokens";
 import { parityPath } from "../_support/fixtures.ts";
 
@@ -361,4 +364,73 @@ Deno.test("randomResizedCrop + compose: description, shapes, replay from params,
   assert.equal(tf.memory().numTensors, before);
   assert.throws(() => composeTransforms(), RangeError);
   assert.throws(() => pipe.apply(x, [1]), /2 composed transforms with 1 parameter sets/);
+});
+
+// ----------------------------------------------------------------------------- backends
+
+const hasAdapter = await (async () => {
+  const gpu = (navigator as { gpu?: GPU }).gpu;
+  return gpu !== undefined && (await gpu.requestAdapter()) !== null;
+})();
+
+/** The whole augmentation chain of a training step, from one seed. */
+async function augmentOnce(backend: "cpu" | "wasm" | "webgpu") {
+  await initBackend({ backend });
+  const before = tf.memory().numTensors;
+  const rng = new Rng(2024);
+  const codebook = (await readSafetensorsFile(parityPath("codebook.safetensors"))).tensors.get(
+    "codebook",
+  )!;
+  const q = CodeQuantizer.from(codebook);
+  const codeStage = composeTransforms<CodeGrids>(replaceSynonyms(synonymsJson), swapCodes());
+  const codes = codeStage.run(ids, rng);
+  const x = q.embed(codes.output);
+  const mapStage = composeTransforms<tf.Tensor4D>(
+    hflip(0.5) as Transform<tf.Tensor4D, unknown>,
+    randomResizedCrop(28, { scale: [0.2, 1] }),
+    colorAdapt(),
+    embNoise({ scale: 0.5, std: 0.25 }),
+  );
+  const maps = mapStage.run(x, rng);
+  const mixed = createMixup({ numClasses: 10, mixupAlpha: 0.8, cutmixAlpha: 1 }).run(
+    maps.output,
+    [1, 2, 3, 4],
+    rng,
+  );
+  const out = q.toCodes(mixed.x);
+  const result = {
+    params: [codes.params, maps.params, mixed.params],
+    codes: Array.from(await out.data()),
+    maps: await mixed.x.data(),
+    targets: await mixed.targets.data(),
+    rngState: rng.getState(),
+  };
+  tf.dispose([x, maps.output, mixed.x, mixed.targets, out]);
+  q.dispose();
+  assert.equal(tf.memory().numTensors, before, `${backend} leaked`);
+  return result;
+}
+
+Deno.test({
+  name: "same seed -> same draws, same codes and maps within 1e-5 on cpu, wasm and webgpu",
+  sanitizeResources: false,
+  fn: async () => {
+    const backends = ["cpu", "wasm", ...(hasAdapter ? ["webgpu" as const] : [])] as const;
+    const runs = [];
+    for (const b of backends) runs.push(await augmentOnce(b));
+    await initBackend({ backend: "cpu" });
+    const [ref, ...others] = runs;
+    others.forEach((r, k) => {
+      const name = backends[k + 1];
+      assert.deepEqual(r.params, ref.params, `${name} params`);
+      assert.deepEqual(r.rngState, ref.rngState, `${name} rng state`);
+      assert.deepEqual(r.targets, ref.targets, `${name} targets`);
+      assert.ok(
+        maxDiff(r.maps, ref.maps) < 1e-5,
+        `${name} maps differ by ${maxDiff(r.maps, ref.maps)}`,
+      );
+      assert.deepEqual(r.codes, ref.codes, `${name} codes`);
+    });
+    assert.ok(!hasAdapter || backends.length === 3);
+  },
 });
