@@ -10,6 +10,7 @@ export * from "./schedule.ts";
 export * from "./clip.ts";
 export * from "./errors.ts";
 export * from "./metrics.ts";
+export * from "./targets.ts";
 export * from "./checkpoint.ts";
 export * from "./run_log.ts";
 export * from "./progress.ts";
