@@ -107,11 +107,22 @@ export class UnsafePickleError extends Error {
    * @param global the refused `module.name`
    */
   constructor(source: string, global: string) {
-    super(`Refusing "${source}": global ${global} is not allowed`);
+    super(`Refusing "${source}": global ${printable(global)} is not allowed`);
     this.name = "UnsafePickleError";
     this.source = source;
     this.global = global;
   }
+}
+
+/**
+ * A name as it may appear in a message: itself when short and printable ASCII, else quoted
+ * with escapes and cut to 60 characters (names in hostile or corrupt pickles can be anything).
+ * @param s a name
+ * @returns a safe one-line rendering
+ */
+export function printable(s: string): string {
+  if (/^[\x21-\x7e]{1,60}$/.test(s)) return s;
+  return JSON.stringify(s.length > 60 ? s.slice(0, 60) + "..." : s);
 }
 
 /** Options of {@linkcode unpickle}. */
@@ -291,7 +302,7 @@ class Unpickler {
   }
   parseInt(s: string, what: string): number | bigint {
     const t = s.trim().replace(/L$/, "");
-    if (!/^[-+]?\d+$/.test(t)) throw this.bad(`bad ${what} literal ${JSON.stringify(s)}`);
+    if (!/^[-+]?\d+$/.test(t)) throw this.bad(`bad ${what} literal ${printable(s)}`);
     return this.int(BigInt(t));
   }
 
@@ -406,7 +417,7 @@ class Unpickler {
           const s = this.line().trim();
           const special: Record<string, number> = { inf: Infinity, "-inf": -Infinity, nan: NaN };
           const v = s in special ? special[s] : Number(s);
-          if (Number.isNaN(v) && s !== "nan") throw this.bad(`bad FLOAT literal "${s}"`);
+          if (Number.isNaN(v) && s !== "nan") throw this.bad(`bad FLOAT literal ${printable(s)}`);
           this.push(v);
           break;
         }
@@ -633,6 +644,6 @@ export function typeName(v: PyValue | undefined): string {
   if (Array.isArray(v)) return Object.isFrozen(v) ? "tuple" : "list";
   if (v instanceof Set) return "set";
   if (v instanceof PyDict) return v.pyClass;
-  if (v instanceof PyOpaque) return v.qualname;
+  if (v instanceof PyOpaque) return printable(v.qualname);
   return "tensor";
 }

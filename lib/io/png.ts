@@ -101,7 +101,9 @@ export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}): Host
   try {
     png = fastPngDecode(bytes, { checkCrc: true });
   } catch (e) {
-    throw bad((e as Error)?.message ?? String(e));
+    const err = e as Error;
+    const cause = err?.cause instanceof Error ? ` ${err.cause.message}` : "";
+    throw bad(`${err?.message ?? String(e)}${cause}`);
   }
   try {
     return toImage(png);

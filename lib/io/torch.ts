@@ -322,13 +322,18 @@ class Reader {
   }
 
   readZip(bytes: Uint8Array): PyValue {
-    let entries = 0;
+    let entries = 0, claimed = 0;
     let files: Record<string, Uint8Array>;
     try {
       files = unzipSync(bytes, {
         filter: (f) => {
           // each central-directory record takes at least 46 bytes
           if (++entries > bytes.length / 46) throw this.bad("more zip entries than the file holds");
+          // entries must not overlap (a forged directory could copy the file once per entry)
+          claimed += f.size;
+          if (claimed > bytes.length) {
+            throw this.bad(`zip entries claim more than the ${bytes.length}-byte file holds`);
+          }
           if (f.compression !== 0 && f.compression !== 8) {
             throw this.bad(`zip entry "${f.name}" uses unsupported compression ${f.compression}`);
           }
@@ -337,7 +342,8 @@ class Reader {
               `zip entry "${f.name}" claims ${f.originalSize} bytes from ${f.size} compressed`,
             );
           }
-          return true;
+          // only what a checkpoint needs is decompressed
+          return /(^|\/)(data\.pkl|byteorder|data\/[^/]+)$/.test(f.name);
         },
       });
     } catch (e) {
@@ -519,7 +525,7 @@ export interface FlattenOptions {
 }
 
 const MAX_DEPTH = 512;
-const MAX_NODES = 4_000_000;
+const MAX_NODES = 1_000_000;
 
 /** Is `v` a host tensor (the only plain object a {@linkcode PyValue} can be)? */
 function isTensor(v: PyValue | undefined): v is HostTensor {
@@ -543,7 +549,7 @@ function isTensor(v: PyValue | undefined): v is HostTensor {
  * @param options the name of a bare tensor
  * @returns the tensors (the same objects as in `value`) and the JSON rest
  * @throws {TypeError} when two tensors get the same name, or the value is cyclic
- * @throws {RangeError} for nesting deeper than 512 levels or more than 4e6 nodes
+ * @throws {RangeError} for nesting deeper than 512 levels or more than 1e6 nodes
  *
  * @example
  * ```ts

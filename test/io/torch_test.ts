@@ -320,6 +320,38 @@ Deno.test("malformed torch files are SyntaxErrors naming the file and what is wr
   }
 });
 
+Deno.test("a forged zip directory whose entries overlap is refused before copying", () => {
+  const z = torchZip(tensorPV("0", "FloatStorage", 256, 0, [256], [1]), {
+    "0": f32Bytes(new Array(256).fill(1)),
+  });
+  const v = new DataView(z.buffer);
+  let n = 0;
+  for (let p = 0; p + 46 <= z.length; p++) {
+    if (v.getUint32(p, true) === 0x02014b50) {
+      v.setUint32(p + 20, z.length >> 1, true); // compressed size
+      v.setUint32(p + 24, z.length >> 1, true); // uncompressed size
+      n++;
+    }
+  }
+  assert.equal(n, 3); // data.pkl, data/0, version
+  assert.throws(() => readTorch(z, { source: "o.pth" }), {
+    name: "SyntaxError",
+    message:
+      `Cannot read torch file "o.pth": zip entries claim more than the ${z.length}-byte file holds`,
+  });
+});
+
+Deno.test("refused global names are shown escaped and shortened, on one line", () => {
+  const name = "evil\r\u0000" + "x".repeat(100);
+  const bytes = new Uint8Array([0x80, 2, 0x63, ...new TextEncoder().encode(`os\n${name}\n`), 0x2e]);
+  assert.throws(() => readTorch(bytes, { source: "w.pkl" }), {
+    name: "UnsafePickleError",
+    message: `Refusing "w.pkl": global ${
+      JSON.stringify(`os.${name}`.slice(0, 60) + "...")
+    } is not allowed`,
+  });
+});
+
 Deno.test("a broadcast view expanding past 64 MiB is a RangeError, before allocating", () => {
   const huge = tensorPV("0", "FloatStorage", 1, 0, [1 << 14, 1 << 12], [0, 0]);
   assert.throws(() => readTorch(torchZip(huge, { "0": f32Bytes([1]) }), { source: "h.pth" }), {
