@@ -5,7 +5,7 @@
  * made a parser allocate or loop would show up as a slow parse or an out-of-memory crash).
  */
 import assert from "node:assert/strict";
-import { unzipSync } from "fflate";
+import { unzipSync, zipSync } from "fflate";
 import { crc32 } from "node:zlib";
 import {
   decodePng,
@@ -309,4 +309,69 @@ Deno.test("fuzz: every parser fails only with typed errors naming the file, quic
   for (const [name, s, runs] of total) report(name, s, runs);
   const secs = (performance.now() - t0) / 1000;
   console.log(`fuzz total ${secs.toFixed(1)} s`);
+});
+
+Deno.test("headers claiming huge sizes are refused before anything is allocated", () => {
+  const big = 0xfffffff0;
+  const cases: [string, () => unknown, RegExp][] = [];
+  // .npy: shape (2**40,) with 8 data bytes
+  const npyHeader = "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776,), }";
+  const hb = new TextEncoder().encode(npyHeader.padEnd(117) + "\n");
+  const npy = new Uint8Array([0x93, 78, 85, 77, 80, 89, 1, 0, hb.length, 0, ...hb, 1, 2, 3, 4]);
+  cases.push(["npy", () => readNpy(npy, { source: "n" }), /needs 8796093022208$/]);
+  // safetensors: a tensor whose data_offsets end far past the file
+  const json = new TextEncoder().encode(
+    JSON.stringify({ a: { dtype: "F32", shape: [2 ** 30], data_offsets: [0, 2 ** 32] } }),
+  );
+  const st = new Uint8Array(8 + json.length);
+  new DataView(st.buffer).setBigUint64(0, BigInt(json.length), true);
+  st.set(json, 8);
+  cases.push(["safetensors", () => readSafetensors(st, { source: "s" }), /runs past the 0-byte/]);
+  // idx: 2**32-16 records of 1 byte
+  const idx = new Uint8Array([0, 0, 8, 1, 0xff, 0xff, 0xff, 0xf0, 1]);
+  cases.push(["idx", () => readIdx(idx, { source: "i" }), /needs 4294967280$/]);
+  // pickle: BINBYTES8 of 2**62 bytes, BINUNICODE of 4 GB, LONG4 of 2 GB
+  const b8 = new Uint8Array([0x80, 4, 0x8e, 0, 0, 0, 0, 0, 0, 0, 0x40, 0x2e]);
+  cases.push(["pickle", () => unpickle(b8, { source: "p" }), /bytes needed but only 1 remain/]);
+  const u4 = new Uint8Array([0x80, 2, 0x58, 0xff, 0xff, 0xff, 0xff, 0x2e]);
+  cases.push(["pickle", () => unpickle(u4, { source: "p" }), /4294967295 bytes needed/]);
+  const l4 = new Uint8Array([0x80, 2, 0x8b, 0xff, 0xff, 0xff, 0x7f, 0x2e]);
+  cases.push(["pickle", () => unpickle(l4, { source: "p" }), /2147483647 bytes needed/]);
+  // legacy torch: a storage claiming 2**60 elements
+  const leg = torchLegacy(tensorPV("0", "FloatStorage", 4, 0, [4], [1]), [
+    ["0", 2 ** 60, new Uint8Array(16)],
+  ]);
+  cases.push(["legacy", () => readTorch(leg, { source: "l" }), /claims 1152921504606846976 el/]);
+  // zip: a deflated data.pkl whose directory claims 4 GB uncompressed
+  const z = zipSync({ "a/data.pkl": [new Uint8Array(1000), { level: 9 }] });
+  const v = new DataView(z.buffer);
+  for (let p = 0; p + 46 <= z.length; p++) {
+    if (v.getUint32(p, true) === 0x02014b50) v.setUint32(p + 24, big, true);
+  }
+  cases.push([
+    "zip",
+    () => readTorch(z, { source: "z" }),
+    /claims 4294967280 bytes from \d+ compressed/,
+  ]);
+  // png: a 65535 x 65535 RGBA header in a tiny file
+  const png = encodePng({ dtype: "uint8", shape: [1, 1, 4], data: new Uint8Array(4) });
+  new DataView(png.buffer).setUint32(16, 65535);
+  new DataView(png.buffer).setUint32(20, 65535);
+  cases.push([
+    "png",
+    () => decodePng(fixPngCrcs(png), { source: "g" }),
+    /header claims a 65535x65535/,
+  ]);
+
+  for (const [name, f, message] of cases) {
+    const before = Deno.memoryUsage().rss;
+    const t0 = performance.now();
+    assert.throws(f, (e: Error) => {
+      assert.equal(e.name, "SyntaxError", `${name}: ${e.message}`);
+      assert.match(e.message, message);
+      return true;
+    });
+    assert.ok(performance.now() - t0 < 200, `${name} took too long`);
+    assert.ok(Deno.memoryUsage().rss - before < 256 * 2 ** 20, `${name} allocated a lot`);
+  }
 });
