@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { checkMaps, checkProb, describe, type Transform } from "../tokens/mod.ts";
+import { checkMaps, checkProb, describeValue, type Transform } from "../tokens/mod.ts";
 
 /** Options of {@linkcode colorAdapt}. */
 export interface ColorAdaptOptions {
@@ -108,7 +108,7 @@ export function selectedSamples(
   ) {
     throw new TypeError(
       `Cannot apply ${what}: expected { perm: a permutation of ${B}, count in 0..${B} }, got perm ${
-        describe(perm)
+        describeValue(perm)
       }${perm && typeof perm === "object" ? ` of length ${perm.length}` : ""}, count ${count}`,
     );
   }

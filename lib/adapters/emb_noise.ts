@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { checkMaps, checkProb, describe, type Transform } from "../tokens/mod.ts";
+import { checkMaps, checkProb, describeValue, type Transform } from "../tokens/mod.ts";
 import { selectedSamples } from "./color_adapt.ts";
 
 /** Options of {@linkcode embNoise}. */
@@ -95,14 +95,14 @@ export function embNoise(options: EmbNoiseOptions = {}): Transform<tf.Tensor4D, 
       if (!(channel instanceof Float32Array) || channel.length !== B * C) {
         throw new TypeError(
           `Cannot apply embNoise: expected channel draws as a Float32Array of ${B * C}, got ${
-            describe(channel)
+            describeValue(channel)
           }`,
         );
       }
       if (!(pixel instanceof Float32Array) || pixel.length !== B * C * H * W) {
         throw new TypeError(
           `Cannot apply embNoise: expected pixel draws as a Float32Array of ${B * C * H * W}, got ${
-            describe(pixel)
+            describeValue(pixel)
           }`,
         );
       }

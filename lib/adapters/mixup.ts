@@ -7,7 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { checkMaps, checkProb, describe } from "../tokens/mod.ts";
+import { checkMaps, checkProb, describeValue } from "../tokens/mod.ts";
 
 /** Options of {@linkcode createMixup} (timm's `Mixup` arguments). */
 export interface MixupOptions {
@@ -315,7 +315,7 @@ export function createMixup(options: MixupOptions): Mixup {
   }, switch=${o.switchProb}, p=${o.prob}, smoothing=${o.labelSmoothing})`;
   const draw = (shape: readonly number[], rng: Rng): MixupParams => {
     if (!Array.isArray(shape) || shape.length < 3) {
-      throw new TypeError(`Cannot draw mixup parameters for shape ${describe(shape)}`);
+      throw new TypeError(`Cannot draw mixup parameters for shape ${describeValue(shape)}`);
     }
     const H = shape[shape.length - 2], W = shape[shape.length - 1];
     let lam = 1, cutmix = false;
@@ -346,7 +346,7 @@ export function createMixup(options: MixupOptions): Mixup {
     const [B, , H, W] = checkMaps(x, "mixup input");
     if (B % 2 !== 0) throw new RangeError(`Cannot mix a batch of ${B}: timm's Mixup needs it even`);
     if (labels === null || typeof labels !== "object" || labels.length !== B) {
-      throw new TypeError(`Cannot mix ${B} samples with labels ${describe(labels)}`);
+      throw new TypeError(`Cannot mix ${B} samples with labels ${describeValue(labels)}`);
     }
     const { lam, cutmix, box } = params ?? {};
     if (typeof lam !== "number" || !(lam >= 0 && lam <= 1)) {

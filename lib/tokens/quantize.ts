@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type HostTensor, toFloat32, toInt32 } from "../io/mod.ts";
+import { describeValue } from "./transform_core.ts";
 
 /** Where a codebook may come from: a `[K, d]` float tensor, host tensor or a prepared quantizer. */
 export type CodebookSource = tf.Tensor2D | HostTensor | CodeQuantizer;
@@ -153,15 +154,6 @@ export class CodeQuantizer {
 
 function normalizeRows(x: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => x.div(x.square().sum(1, true).sqrt().maximum(NORMALIZE_EPS)));
-}
-
-function describeValue(x: unknown): string {
-  if (x instanceof tf.Tensor) return `a ${x.dtype} tensor of shape ${shapeText(x.shape)}`;
-  if (x !== null && typeof x === "object" && "shape" in x && "dtype" in x) {
-    const t = x as HostTensor;
-    return `a ${t.dtype} host tensor of shape ${shapeText(t.shape)}`;
-  }
-  return x === null ? "null" : typeof x;
 }
 
 function checkCodes(codes: CodesInput, size: number): [number, number, number] {

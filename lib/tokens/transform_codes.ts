@@ -10,7 +10,7 @@ import {
   checkCodeGrids,
   checkProb,
   type CodeGrids,
-  describe,
+  describeValue,
   type Transform,
   uniformFloat32,
 } from "./transform_core.ts";
@@ -84,7 +84,7 @@ function buildTable(synonyms: SynonymSource, top: number): SynonymTable {
     });
   } else {
     throw new TypeError(
-      `Cannot use synonyms: expected an array or object, got ${describe(synonyms)}`,
+      `Cannot use synonyms: expected an array or object, got ${describeValue(synonyms)}`,
     );
   }
   const K = entries.reduce((m, [c]) => Math.max(m, c + 1), 0);
@@ -173,7 +173,7 @@ export function replaceSynonyms(
       if (!(c instanceof Int32Array) || c.length !== input.data.length) {
         throw new TypeError(
           `Cannot apply synonym choices: expected an Int32Array of ${input.data.length}, got ${
-            describe(c)
+            describeValue(c)
           }${c instanceof Int32Array ? ` of length ${c.length}` : ""}`,
         );
       }
@@ -267,7 +267,7 @@ export function swapCodes(options: SwapCodesOptions = {}): Transform<CodeGrids, 
       if (!Array.isArray(params) || params.length !== B) {
         throw new TypeError(
           `Cannot apply swap parameters: expected ${B} [ps, y0, x0, y1, x1] rows, got ${
-            describe(params)
+            describeValue(params)
           }${Array.isArray(params) ? ` of length ${params.length}` : ""}`,
         );
       }

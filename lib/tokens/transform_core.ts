@@ -178,7 +178,7 @@ export function checkCodeGrids(codes: unknown, what: string): [number, number, n
     t.data.length !== t.shape[0] * t.shape[1] * t.shape[2]
   ) {
     throw new TypeError(
-      `Cannot use ${what}: expected [B, H, W] int32 host code grids, got ${describe(codes)}`,
+      `Cannot use ${what}: expected [B, H, W] int32 host code grids, got ${describeValue(codes)}`,
     );
   }
   return [t.shape[0], t.shape[1], t.shape[2]];
@@ -196,7 +196,7 @@ export function checkMaps(x: unknown, what: string, rank: readonly number[] = [4
   if (!(x instanceof tf.Tensor) || !rank.includes(x.rank) || x.dtype !== "float32") {
     const want = rank.map((r) => (r === 4 ? "[B, C, H, W]" : `rank-${r}`)).join(" or ");
     throw new TypeError(
-      `Cannot use ${what}: expected a ${want} float32 tensor, got ${describe(x)}`,
+      `Cannot use ${what}: expected a ${want} float32 tensor, got ${describeValue(x)}`,
     );
   }
   return x.shape;
@@ -207,7 +207,7 @@ export function checkMaps(x: unknown, what: string, rank: readonly number[] = [4
  * @param x anything
  * @returns e.g. `a float32 tensor of shape [2, 3]`
  */
-export function describe(x: unknown): string {
+export function describeValue(x: unknown): string {
   if (x instanceof tf.Tensor) return `a ${x.dtype} tensor of shape [${x.shape.join(", ")}]`;
   if (x !== null && typeof x === "object" && "shape" in x && "dtype" in x) {
     const t = x as HostTensor;

@@ -10,7 +10,7 @@ import type { Rng } from "../random/mod.ts";
 import {
   checkMaps,
   checkProb,
-  describe,
+  describeValue,
   roundHalfEven,
   type Transform,
   uniformFloat32,
@@ -20,7 +20,7 @@ import { cropResizeBicubic } from "./resample.ts";
 function checkBatch(x: unknown, what: string): number[] {
   if (!(x instanceof tf.Tensor) || (x.rank !== 3 && x.rank !== 4)) {
     throw new TypeError(
-      `Cannot use ${what}: expected a [B, H, W] or [B, C, H, W] tensor, got ${describe(x)}`,
+      `Cannot use ${what}: expected a [B, H, W] or [B, C, H, W] tensor, got ${describeValue(x)}`,
     );
   }
   return x.shape;
@@ -36,37 +36,38 @@ export type FlipParams = boolean[];
  * Random horizontal flip, one decision per sample (`rng.uniform() < prob`): mirrors the
  * last (W) axis.
  *
+ * @typeParam T the tensor type (e.g. `tf.Tensor4D` to compose with map transforms)
  * @param prob probability that a sample is flipped
  * @returns the transform on `[B, H, W]` or `[B, C, H, W]` tensors of any dtype
  * @throws {RangeError} for a probability outside [0, 1]
  */
-export function hflip(prob = 0.5): Transform<tf.Tensor, FlipParams> {
+export function hflip<T extends tf.Tensor = tf.Tensor>(prob = 0.5): Transform<T, FlipParams> {
   checkProb(prob, "hflip prob");
   return {
     description: `hflip(p=${prob})`,
-    draw(input: tf.Tensor, rng: Rng): FlipParams {
+    draw(input: T, rng: Rng): FlipParams {
       const [B] = checkBatch(input, "hflip input");
       return Array.from({ length: B }, () => rng.uniform() < prob);
     },
-    apply(input: tf.Tensor, params: FlipParams): tf.Tensor {
+    apply(input: T, params: FlipParams): T {
       const shape = checkBatch(input, "hflip input");
       if (!Array.isArray(params) || params.length !== shape[0]) {
         throw new TypeError(
-          `Cannot apply hflip: expected ${shape[0]} flags, got ${describe(params)}${
+          `Cannot apply hflip: expected ${shape[0]} flags, got ${describeValue(params)}${
             Array.isArray(params) ? ` of length ${params.length}` : ""
           }`,
         );
       }
       return tf.tidy(() => {
         if (params.every((f) => !f)) return tf.clone(input);
-        const flipped = tf.reverse(input, [input.rank - 1]);
+        const flipped = tf.reverse(input, [input.rank - 1]) as T;
         if (params.every((f) => f)) return flipped;
         const m = tf.tensor(
           params.map((f) => (f ? 1 : 0)),
           [shape[0], ...shape.slice(1).map(() => 1)],
           "bool",
         );
-        return tf.where(m, flipped, input);
+        return tf.where(m, flipped, input) as T;
       });
     },
   };
@@ -124,14 +125,17 @@ export function centerCrop<T extends tf.Tensor>(x: T, size: number): T {
 
 /**
  * {@linkcode centerCrop} as a {@linkcode Transform} (no random draws), for compositions.
+ * @typeParam T the tensor type
  * @param size crop side m
  * @returns the transform
  */
-export function centerCropTransform(size: number): Transform<tf.Tensor, null> {
+export function centerCropTransform<T extends tf.Tensor = tf.Tensor>(
+  size: number,
+): Transform<T, null> {
   return {
     description: `center_crop(${size})`,
     draw: () => null,
-    apply: (input: tf.Tensor) => centerCrop(input, size),
+    apply: (input: T) => centerCrop(input, size),
   };
 }
 
@@ -322,7 +326,7 @@ export function resizedCrops(x: tf.Tensor4D, boxes: readonly CropBox[], size: nu
   if (!Array.isArray(boxes) || boxes.length !== B) {
     throw new TypeError(
       `Cannot crop ${B} samples with ${
-        Array.isArray(boxes) ? `${boxes.length} boxes` : describe(boxes)
+        Array.isArray(boxes) ? `${boxes.length} boxes` : describeValue(boxes)
       }`,
     );
   }

@@ -22,7 +22,6 @@ import {
   runTransform,
   swapCodes,
   type SwapParams,
-  type Transform,
 } from "@lib/tokens";
 import { parityPath } from "../_support/fixtures.ts";
 
@@ -386,7 +385,7 @@ async function augmentOnce(backend: "cpu" | "wasm" | "webgpu") {
   const codes = codeStage.run(ids, rng);
   const x = q.embed(codes.output);
   const mapStage = composeTransforms<tf.Tensor4D>(
-    hflip(0.5) as Transform<tf.Tensor4D, unknown>,
+    hflip<tf.Tensor4D>(0.5),
     randomResizedCrop(28, { scale: [0.2, 1] }),
     colorAdapt(),
     embNoise({ scale: 0.5, std: 0.25 }),
