@@ -373,7 +373,7 @@ export function createMixup(options: MixupOptions): Mixup {
         tf.logicalAnd(rows.greaterEqual(b.yl), rows.less(b.yh)),
         tf.logicalAnd(cols.greaterEqual(b.xl), cols.less(b.xh)),
       );
-      return tf.where(inside.reshape([1, 1, H, W]).tile([B, x.shape[1], 1, 1]), flipped, x);
+      return tf.where(inside.reshape([1, 1, H, W]), flipped, x);
     });
     return { x: mixed as tf.Tensor4D, targets };
   };
