@@ -115,11 +115,9 @@ export function centerCrop<T extends tf.Tensor>(x: T, size: number): T {
   const shape = checkBatch(x, "centerCrop input");
   const H = shape[shape.length - 2], W = shape[shape.length - 1];
   const [top, left] = centerCropOrigin(H, W, size);
-  const begin = shape.map((
-    _,
-    k,
-  ) => (k === shape.length - 2 ? top : k === shape.length - 1 ? left : 0));
-  const sz = shape.map((d, k) => (k >= shape.length - 2 ? size : d));
+  const r = shape.length;
+  const begin = shape.map((_, k) => (k === r - 2 ? top : k === r - 1 ? left : 0));
+  const sz = shape.map((d, k) => (k >= r - 2 ? size : d));
   return tf.slice(x, begin, sz) as T;
 }
 
