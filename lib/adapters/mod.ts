@@ -1,8 +1,12 @@
 /**
- * Token-space augmentations that adapt embedding maps: ColorAdapt, Emb-Noise, Mixup/CutMix.
+ * Token-space augmentations that adapt embedding maps: ColorAdapt, Emb-Noise, Mixup/CutMix,
+ * and TokenAdapt (conversion/inversion networks, geometric augmentation, training).
  *
  * @module
  */
 export * from "./color_adapt.ts";
 export * from "./emb_noise.ts";
 export * from "./mixup.ts";
+export * from "./state_dict.ts";
+export * from "./sincos.ts";
+export * from "./tokenadapt.ts";

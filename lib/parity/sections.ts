@@ -8,6 +8,7 @@ import type { ComparisonResult } from "./compare.ts";
 import type { Fixture } from "./fixture.ts";
 import { adamwSection } from "./adamw.ts";
 import { convertToCodesSection, transformsSection } from "./transforms.ts";
+import { tokenAdaptSection } from "./tokenadapt.ts";
 
 /** One group of comparisons against a fixture (e.g. the MTM forward and backward). */
 export interface ParitySection {
@@ -24,4 +25,9 @@ export interface ParitySection {
 }
 
 /** Every section, in the order they run. Sections add themselves here. */
-export const SECTIONS: ParitySection[] = [adamwSection, transformsSection, convertToCodesSection];
+export const SECTIONS: ParitySection[] = [
+  adamwSection,
+  transformsSection,
+  convertToCodesSection,
+  tokenAdaptSection,
+];
