@@ -1,0 +1,189 @@
+import assert from "node:assert/strict";
+import {
+  Chromium,
+  formatNotebook,
+  type Notebook,
+  notebookBudget,
+  notebookHtml,
+  parseNotebook,
+  requiresOutput,
+  runNotebooks,
+  stripNotebook,
+} from "@lib/report";
+
+const SMOKE = "notebooks/00_smoke.ipynb";
+
+function code(source: string, tags?: string[]) {
+  return {
+    cell_type: "code",
+    metadata: tags ? { tags } : {},
+    execution_count: null,
+    outputs: [],
+    source,
+  };
+}
+
+function notebook(cells: ReturnType<typeof code>[]): Notebook {
+  return {
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: { kernelspec: { name: "deno", display_name: "Deno", language: "typescript" } },
+    cells,
+  };
+}
+
+Deno.test("the committed smoke notebook is stripped of outputs", async () => {
+  const text = await Deno.readTextFile(SMOKE);
+  assert.equal(formatNotebook(stripNotebook(parseNotebook(text, SMOKE))), text);
+});
+
+Deno.test("output convention: code needs output unless marked // no-output or tagged", () => {
+  assert.equal(requiresOutput(code("1 + 1")), true);
+  assert.equal(requiresOutput(code("// no-output\nimport * as aq from 'arquero';")), false);
+  assert.equal(requiresOutput(code("const x = 1;", ["no-output"])), false);
+  assert.equal(requiresOutput(code("// just a comment\n\n")), false);
+  assert.equal(requiresOutput({ cell_type: "markdown", source: "# hi" }), false);
+});
+
+Deno.test("notebookBudget reads SEITPP_BUDGET and refuses other values", () => {
+  const old = Deno.env.get("SEITPP_BUDGET");
+  try {
+    Deno.env.delete("SEITPP_BUDGET");
+    assert.equal(notebookBudget(), "full");
+    Deno.env.set("SEITPP_BUDGET", "small");
+    assert.equal(notebookBudget(), "small");
+    Deno.env.set("SEITPP_BUDGET", "tiny");
+    assert.throws(() => notebookBudget(), {
+      name: "RangeError",
+      message: 'Cannot use SEITPP_BUDGET="tiny": expected "small" or "full"',
+    });
+  } finally {
+    if (old === undefined) Deno.env.delete("SEITPP_BUDGET");
+    else Deno.env.set("SEITPP_BUDGET", old);
+  }
+});
+
+Deno.test("the smoke notebook runs through the real Deno kernel with every output, and its HTML draws", async () => {
+  const out = await Deno.makeTempDir();
+  const before = await Deno.readTextFile(SMOKE);
+  try {
+    const [r] = await runNotebooks([SMOKE], { outDir: out, budget: "small", onLog: () => {} });
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.ok, true);
+    assert.equal(await Deno.readTextFile(SMOKE), before, "the source notebook is not written");
+    const nb = parseNotebook(await Deno.readTextFile(r.out), r.out);
+    const codeCells = nb.cells.filter((c) => c.cell_type === "code");
+    assert.equal(r.cells.length, codeCells.length);
+    assert.ok(r.cells.every((c) => c.status === "ok"));
+    for (const c of codeCells) {
+      if (requiresOutput(c)) assert.ok((c.outputs ?? []).length > 0, `outputs of ${c.id}`);
+    }
+    const byId = (id: string) => nb.cells.find((c) => c.id === id)!.outputs!;
+    // The budget reached the kernel.
+    assert.equal(byId("budget")[0].text, "budget: small, in Jupyter: true\n");
+    // Figures: plotly json, html and text.
+    for (const id of ["fig-line", "fig-heatmap", "fig-hist"]) {
+      const data = byId(id)[0].data as Record<string, unknown>;
+      assert.deepEqual(Object.keys(data).sort(), [
+        "application/vnd.plotly.v1+json",
+        "text/html",
+        "text/plain",
+      ]);
+    }
+    assert.ok((byId("images")[0].data as Record<string, string>)["image/png"].length > 100);
+    // The live progress output was updated in place to its final state.
+    assert.ok(r.displayUpdates >= 1);
+    const progress = byId("progress");
+    assert.equal(progress.length, 1);
+    assert.equal(progress[0].output_type, "display_data");
+    assert.match(
+      (progress[0].data as Record<string, string>)["text/plain"],
+      /^demo 40\/40 \(100%\) .*\| done$/,
+    );
+
+    // The executed notebook as HTML in headless Chromium: every figure drawn.
+    const browser = await Chromium.launch();
+    try {
+      const page = await browser.newPage({ width: 1000, height: 800 });
+      await page.setContent(notebookHtml(nb, { title: SMOKE }));
+      const drawn = await page.evaluate<Record<string, number>>(`new Promise((resolve, reject) => {
+        const t0 = Date.now();
+        (function poll() {
+          const q = (s) => document.querySelectorAll(s).length;
+          const r = {
+            plots: q('.js-plotly-plot .main-svg .cartesianlayer'),
+            traces: q('.js-plotly-plot .scatterlayer .trace'),
+            heatmaps: q('.js-plotly-plot .heatmaplayer .hm'),
+            bars: q('.js-plotly-plot .barlayer .point'),
+            tables: q('table'),
+            images: q('img'),
+            progress: q('.seitpp-progress polyline'),
+          };
+          if (r.plots >= 3) resolve(r);
+          else if (Date.now() - t0 > 30000) reject(new Error('not drawn: ' + JSON.stringify(r)));
+          else setTimeout(poll, 50);
+        })();
+      })`);
+      assert.equal(drawn.plots, 3);
+      assert.equal(drawn.traces, 2);
+      assert.equal(drawn.heatmaps, 1);
+      assert.ok(drawn.bars >= 10);
+      assert.equal(drawn.tables, 2);
+      assert.equal(drawn.images, 1);
+      assert.equal(drawn.progress, 1);
+    } finally {
+      await browser.close();
+    }
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
+
+Deno.test("deno task notebooks fails naming the notebook and cell that errors, keeps late outputs", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/bad.ipynb`;
+    await Deno.writeTextFile(
+      path,
+      formatNotebook(notebook([
+        code('console.log("fine")'),
+        code("// no-output\nconst y = 2;"),
+        code("const z = 3;"),
+        code('setTimeout(() => console.log("late"), 150);\n1'),
+        code('throw new Error("boom in cell 5")'),
+        code('console.log("never")'),
+      ])),
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "tasks/notebooks.ts", "--budget", "small", "--out", `${dir}/out`, path],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(out.stderr);
+    const stdout = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 1, stderr);
+    assert.match(stdout, /^FAIL .*bad\.ipynb/m);
+    assert.ok(
+      stderr.includes(
+        `${path} cell 5 (code cell 5: "throw new Error(\\"boom in cell 5\\")") failed: ` +
+          "Error: boom in cell 5",
+      ),
+      stderr,
+    );
+    assert.ok(
+      stderr.includes(`${path} cell 3 (code cell 3: "const z = 3;") produced no output`),
+      stderr,
+    );
+    assert.ok(stderr.includes(`${path}: 1 later code cells were not run`), stderr);
+    assert.ok(stderr.includes("notebooks: 1 of 1 notebooks failed"), stderr);
+    const nb = parseNotebook(await Deno.readTextFile(`${dir}/out/bad.ipynb`));
+    // The output printed 150 ms after the cell's reply still lands in that cell.
+    const late = nb.cells[3].outputs!;
+    assert.deepEqual(late.map((o) => o.output_type).sort(), ["execute_result", "stream"]);
+    assert.equal(late.find((o) => o.output_type === "stream")!.text, "late\n");
+    assert.equal(nb.cells[4].outputs![0].output_type, "error");
+    assert.deepEqual(nb.cells[5].outputs, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
