@@ -109,6 +109,14 @@ async function codeSampler(): Promise<Uint16Array> {
   return table;
 }
 
+function loadAverage(): string {
+  try {
+    return Deno.readTextFileSync("/proc/loadavg").split(" ")[0];
+  } catch {
+    return "?";
+  }
+}
+
 function cpuModel(): string {
   try {
     const m = /model name\s*:\s*(.+)/.exec(Deno.readTextFileSync("/proc/cpuinfo"));
@@ -156,6 +164,7 @@ async function main(): Promise<void> {
     return;
   }
   const records = Number(values.records), side = Number(values.side), nn = side * side;
+  const loadStart = loadAverage();
   const dir = await Deno.makeTempDir({ prefix: "seitpp-bench-tokens-" });
   try {
     const path = `${dir}/bench-token.data.bin.gz`;
@@ -218,6 +227,7 @@ async function main(): Promise<void> {
       "",
       `- machine: ${cpuModel()}, ${navigator.hardwareConcurrency} logical cores (shared), ${Deno.build.os} ${Deno.build.arch}, Deno ${Deno.version.deno}, V8 ${Deno.version.v8}`,
       `- command: \`${command}\``,
+      `- load average (1 min) at start / end: ${loadStart} / ${loadAverage()} on ${navigator.hardwareConcurrency} cores (a load above the core count means other jobs competed for the CPU and the timings are pessimistic)`,
       `- dataset: ${records} records x ${side}x${side} codes (K = 391, codes drawn from the parity fixture's histogram with neighbour repeats), ${
         fmt(100 * escaped / total, 1)
       }% of codes >= 255; ${fmt(summary.dataBytes / 2 ** 20, 1)} MiB decompressed, ${
