@@ -4,6 +4,7 @@ import {
   formatNotebook,
   type Notebook,
   notebookBudget,
+  type NotebookCell,
   notebookHtml,
   parseNotebook,
   requiresOutput,
@@ -13,7 +14,7 @@ import {
 
 const SMOKE = "notebooks/00_smoke.ipynb";
 
-function code(source: string, tags?: string[]) {
+function code(source: string, tags?: string[]): NotebookCell {
   return {
     cell_type: "code",
     metadata: tags ? { tags } : {},
@@ -23,7 +24,7 @@ function code(source: string, tags?: string[]) {
   };
 }
 
-function notebook(cells: ReturnType<typeof code>[]): Notebook {
+function notebook(cells: NotebookCell[]): Notebook {
   return {
     nbformat: 4,
     nbformat_minor: 5,
@@ -183,6 +184,36 @@ Deno.test("deno task notebooks fails naming the notebook and cell that errors, k
     assert.equal(late.find((o) => o.output_type === "stream")!.text, "late\n");
     assert.equal(nb.cells[4].outputs![0].output_type, "error");
     assert.deepEqual(nb.cells[5].outputs, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("stripNotebook removes outputs and counts and leaves the input alone", () => {
+  const nb = notebook([code("1 + 1")]);
+  nb.cells[0].outputs = [{ output_type: "execute_result", data: { "text/plain": "2" } }];
+  nb.cells[0].execution_count = 1;
+  const s = stripNotebook(nb);
+  assert.deepEqual(s.cells[0].outputs, []);
+  assert.equal(s.cells[0].execution_count, null);
+  assert.equal(nb.cells[0].outputs?.length, 1);
+  assert.throws(() => parseNotebook('{"nbformat": 3, "cells": []}', "old.ipynb"), {
+    name: "SyntaxError",
+    message: 'Cannot read notebook "old.ipynb": expected nbformat 4 with a "cells" array',
+  });
+});
+
+Deno.test("runNotebooks names a missing kernel and tells how to install it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${dir}/a.ipynb`, formatNotebook(notebook([code("1")])));
+    await assert.rejects(
+      () => runNotebooks([`${dir}/a.ipynb`], { outDir: `${dir}/out`, kernel: "no-such-kernel" }),
+      {
+        name: "NotebookRunnerError",
+        message: 'no Jupyter kernel "no-such-kernel" is installed: run `deno jupyter --install`',
+      },
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
