@@ -16,3 +16,13 @@ export * from "./run_log.ts";
 export * from "./progress.ts";
 export * from "./config.ts";
 export * from "./loop.ts";
+export * from "./runner.ts";
+export * from "./pretrain.ts";
+export * from "./finetune.ts";
+export {
+  bceWithLogitsOneHot,
+  crossEntropy,
+  labelSmoothingCrossEntropy,
+  softTargetCrossEntropy,
+  tokenCrossEntropy,
+} from "./losses.ts";
