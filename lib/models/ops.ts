@@ -312,7 +312,7 @@ export function attention(
 
 /** One-hot as float32. (tfjs-wasm 4.22's OneHot writes wrong values for dtype float32.) */
 function oneHotF32(targets: tf.Tensor1D, k: number): tf.Tensor2D {
-  return tf.tidy(() => tf.cast(tf.oneHot(targets, k), "float32"));
+  return tf.tidy(() => tf.cast(tf.oneHot(targets, k), "float32")) as tf.Tensor2D;
 }
 
 function requireRng(rng: Rng | undefined, what: string): Rng {

@@ -9,6 +9,8 @@ import type { Fixture } from "./fixture.ts";
 import { adamwSection } from "./adamw.ts";
 import { convertToCodesSection, transformsSection } from "./transforms.ts";
 import { tokenAdaptSection } from "./tokenadapt.ts";
+import { mtmSection } from "./mtm.ts";
+import { clsSection } from "./cls.ts";
 
 /** One group of comparisons against a fixture (e.g. the MTM forward and backward). */
 export interface ParitySection {
@@ -30,4 +32,6 @@ export const SECTIONS: ParitySection[] = [
   transformsSection,
   convertToCodesSection,
   tokenAdaptSection,
+  mtmSection,
+  clsSection,
 ];
