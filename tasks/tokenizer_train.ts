@@ -1,0 +1,161 @@
+/**
+ * `deno task tokenizer:train [--config configs/tokenizer_fmnist8.json] [--out <run dir>]
+ *  [--resume <run dir>] [--backend wasm] [--key=value ...]`
+ *
+ * Trains a VQ tokenizer on an image set (Fashion-MNIST's training idx file from Debian's
+ * `dataset-fashion-mnist` by default; any idx file or folder of PNGs via `--images=PATH`),
+ * with a progress line and ETA, checkpoints in the run folder (resume with
+ * `--resume <run dir>`), then prunes the codebook to the codes used on the training
+ * images, measures reconstruction PSNR on the test images (`--testImages=PATH`, `""` to
+ * skip), and saves `tokenizer.json`, `tokenizer.safetensors`, `decoder.safetensors` and
+ * `metrics.json` in the run folder.
+ *
+ * Config keys (file or `--key=value`): `images`, `testImages`, `limit` (train on the first
+ * N images, 0 = all), `tokenizer.*` (see TokenizerConfig), `train.*` (see
+ * TokenizerTrainConfig).
+ *
+ * @module
+ */
+import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { writeFileAtomic } from "@lib/io";
+import { applyOverrides, mergeConfig, parseTaskArgs, Progress, readConfigFile } from "@lib/train";
+import {
+  encodeImages,
+  loadImages,
+  pruneCodebook,
+  reconstructionMetrics,
+  resolveTokenizerConfig,
+  resolveTokenizerTrainConfig,
+  saveDecoder,
+  saveTokenizer,
+  takeImages,
+  trainTokenizer,
+} from "@lib/tokenizer";
+
+const FASHION = "/usr/share/datasets/fashion-mnist";
+
+const USAGE = "usage: deno task tokenizer:train [--config <json>] [--out <run dir>] " +
+  "[--resume <run dir>] [--backend wasm|cpu|webgpu|auto] [--images=PATH] [--testImages=PATH] " +
+  "[--limit=N] [--tokenizer.<key>=V] [--train.<key>=V]";
+
+function defaults() {
+  return {
+    images: `${FASHION}/train-images-idx3-ubyte.gz`,
+    testImages: `${FASHION}/t10k-images-idx3-ubyte.gz`,
+    limit: 0,
+    tokenizer: resolveTokenizerConfig({}),
+    train: resolveTokenizerTrainConfig({}),
+  };
+}
+
+function fail(message: string, status: number): never {
+  console.error(`tokenizer:train: ${message}`);
+  Deno.exit(status);
+}
+
+async function main(args: string[]): Promise<void> {
+  let cfg = defaults();
+  let runDir: string;
+  let backend: string;
+  let resume = false;
+  try {
+    const a = parseTaskArgs(args);
+    if (a.help) {
+      console.log(USAGE);
+      return;
+    }
+    if (a.config !== undefined) {
+      cfg = mergeConfig(cfg, await readConfigFile(a.config), { integers: ["limit"] }, a.config);
+    }
+    cfg = applyOverrides(cfg, a.overrides, { integers: ["limit"] });
+    // validate now, before any data is read
+    cfg.tokenizer = resolveTokenizerConfig(cfg.tokenizer);
+    cfg.train = resolveTokenizerTrainConfig(cfg.train);
+    if (a.resume !== undefined && a.out !== undefined && a.resume !== a.out) {
+      throw new SyntaxError("--resume and --out name different run folders");
+    }
+    resume = a.resume !== undefined;
+    runDir = a.resume ?? a.out ??
+      `runs/tokenizer-${cfg.tokenizer.imageSize / cfg.tokenizer.downsample}x-${Date.now()}`;
+    backend = a.backend ?? "wasm";
+  } catch (e) {
+    if (e instanceof SyntaxError || e instanceof TypeError || e instanceof RangeError) {
+      fail(`${e.message}\n${USAGE}`, 2);
+    }
+    throw e;
+  }
+  const info = await initBackend({ backend: backend as BackendRequest });
+  console.error(describeBackend(info));
+  const loaded = await loadImages(cfg.images);
+  const images = cfg.limit > 0 ? takeImages(loaded.images, cfg.limit) : loaded.images;
+  console.error(
+    `images: ${images.shape[0]} of ${loaded.images.shape[0]} from ${cfg.images} [${
+      images.shape.slice(1)
+    }]; run folder ${runDir}`,
+  );
+  const progress = new Progress({ label: "tokenizer", total: cfg.train.steps });
+  const t0 = performance.now();
+  const result = await trainTokenizer(images, {
+    config: cfg.tokenizer,
+    train: cfg.train,
+    runDir,
+    resume,
+    source: cfg.images,
+    log: (line) => progress.log(line),
+    onStep: (s) => {
+      progress.update(s.step, {
+        epoch: s.epoch.toFixed(2),
+        loss: s.loss,
+        psnr: s.psnr.toFixed(2),
+        codes: s.codesUsed,
+        lr: s.lr,
+      });
+      if (s.restarted > 0) progress.log(`step ${s.step}: restarted ${s.restarted} dead codes`);
+    },
+  });
+  progress.finish();
+  const trainSeconds = (performance.now() - t0) / 1000;
+  const tok = result.tokenizer;
+  try {
+    console.error(`pruning the codebook on ${images.shape[0]} training images...`);
+    const prune = pruneCodebook(tok, images, { source: cfg.images });
+    console.error(`codebook: ${prune.before} -> ${prune.after} codes in use`);
+    const metrics: Record<string, unknown> = {
+      trainImages: images.shape[0],
+      steps: result.train.steps,
+      trainSeconds: Math.round(trainSeconds),
+      resumedFrom: result.startStep,
+      codebookBefore: prune.before,
+      codebookAfter: prune.after,
+      lastSteps: result.history.slice(-5),
+    };
+    if (cfg.testImages !== "") {
+      const test = await loadImages(cfg.testImages);
+      const codes = encodeImages(tok, test.images, { source: cfg.testImages });
+      const m = reconstructionMetrics(tok.decoder, codes, test.images, { source: cfg.testImages });
+      metrics.test = { source: cfg.testImages, ...m };
+      console.error(
+        `test reconstruction on ${m.count} images: PSNR ${m.psnr.toFixed(2)} dB ` +
+          `(mean per image ${m.meanImagePsnr.toFixed(2)} dB), MSE ${m.mse.toFixed(5)}`,
+      );
+    }
+    const infoJson = {
+      train: result.train,
+      images: cfg.images,
+      limit: cfg.limit,
+      backend: info.name,
+      metrics,
+    };
+    await saveTokenizer(runDir, tok, infoJson);
+    await saveDecoder(runDir, tok.decoder, infoJson);
+    await writeFileAtomic(
+      `${runDir}/metrics.json`,
+      new TextEncoder().encode(JSON.stringify(metrics, null, 2) + "\n"),
+    );
+    console.log(`saved the tokenizer to ${runDir}`);
+  } finally {
+    tok.dispose();
+  }
+}
+
+if (import.meta.main) await main(Deno.args);
