@@ -10,3 +10,5 @@ export * from "./mixup.ts";
 export * from "./state_dict.ts";
 export * from "./sincos.ts";
 export * from "./tokenadapt.ts";
+export * from "./geometric.ts";
+export * from "./tokenadapt_train.ts";

@@ -1,0 +1,465 @@
+/**
+ * Training TokenAdapt on a tokenizer this project owns (the reference ships only weights).
+ *
+ * A pair is (tokens of an image x, tokens of the geometrically augmented image A(x)). One
+ * draw of A ({@linkcode drawGeometricParams}, per sample) is applied twice: to the pixel
+ * image (zero-padded to the tokenizer's frame, warped, cropped back, re-tokenized: the target
+ * `T(A(x))`), and to f's output in feature space (translations are fractions of the size and
+ * crop boxes scale with the resolution, so both see the same geometry). Loss: K-way
+ * cross-entropy between g's logits and `T(A(x))`, averaged over positions; f and g train
+ * jointly with Adam (linear warmup, cosine decay).
+ *
+ * Evaluation on held-out images, with one seeded A per image: the fraction of positions
+ * where the codes agree with `T(A(x))` for (a) TokenAdapt, `g(A(f(emb(T(x)))))`, (b) the naive
+ * alternative, A applied to the `n x n` embedding map itself then re-quantized
+ * (`convertToCodes`), and (c) no augmentation of the tokens at all (`T(x)` itself, only
+ * meaningful when A keeps the grid size).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import type { HostTensor } from "../io/mod.ts";
+import type { Rng } from "../random/mod.ts";
+import type { CodeQuantizer } from "../tokens/mod.ts";
+import {
+  applyGeometric,
+  drawGeometricParams,
+  type GeometricAugConfig,
+  type GeometricParams,
+  type ResolvedGeometricAugConfig,
+  resolveGeometricAugConfig,
+} from "./geometric.ts";
+import type { TokenAdapt } from "./tokenadapt.ts";
+
+/**
+ * What TokenAdapt training needs from a tokenizer: images in, codes out, and where the code
+ * grid sits in pixel space. The code grid covers a `frameSize x frameSize` frame in which the
+ * `imageSize x imageSize` image is centred (zero padding around it).
+ */
+export interface PairTokenizer {
+  /** Side of the square frame the code grid covers (e.g. 32 for Fashion-MNIST padded from 28). */
+  frameSize: number;
+  /** Side of the images {@linkcode PairTokenizer.encode} takes (centred in the frame). */
+  imageSize: number;
+  /** Image channels. */
+  channels: number;
+  /** Code grid side n. */
+  gridSize: number;
+  /**
+   * Tokenize images.
+   * @param images `[B, C, imageSize, imageSize]` float32 in [0, 1] (not disposed)
+   * @returns `[B, n, n]` int32 codes, owned by the caller
+   */
+  encode(images: tf.Tensor4D): tf.Tensor3D;
+}
+
+/** Settings of {@linkcode trainTokenAdapt}. */
+export interface TokenAdaptTrainConfig {
+  /** Optimizer steps. @default {2000} */
+  steps?: number;
+  /** Pairs per step. @default {64} */
+  batchSize?: number;
+  /** Peak Adam learning rate. @default {1e-3} */
+  lr?: number;
+  /** Linear warmup steps. @default {100} */
+  warmupSteps?: number;
+  /** Learning rate at the end of the cosine decay. @default {1e-5} */
+  minLr?: number;
+  /**
+   * The augmentation A (per sample). Crops default to area [0.2, 1], the pre-training range
+   * of the section-6 step; the rest are the reference's values.
+   * @default {{ perSample: true, cropScale: [0.2, 1] }}
+   */
+  geometric?: GeometricAugConfig;
+}
+
+/** A {@linkcode TokenAdaptTrainConfig} with every field set (plain JSON, save it with the weights). */
+export interface ResolvedTokenAdaptTrainConfig {
+  /** Optimizer steps. */
+  steps: number;
+  /** Pairs per step. */
+  batchSize: number;
+  /** Peak learning rate. */
+  lr: number;
+  /** Warmup steps. */
+  warmupSteps: number;
+  /** Final learning rate. */
+  minLr: number;
+  /** The augmentation A. */
+  geometric: ResolvedGeometricAugConfig;
+}
+
+/**
+ * Fill in defaults and validate.
+ * @param config partial settings
+ * @returns the resolved settings
+ * @throws {TypeError} for an unknown key or a wrong type
+ * @throws {RangeError} for non-positive sizes or rates
+ */
+export function resolveTokenAdaptTrainConfig(
+  config: TokenAdaptTrainConfig = {},
+): ResolvedTokenAdaptTrainConfig {
+  const known = ["steps", "batchSize", "lr", "warmupSteps", "minLr", "geometric"];
+  for (const k of Object.keys(config)) {
+    if (!known.includes(k)) {
+      throw new TypeError(
+        `Unknown TokenAdapt training key "${k}"; known keys: ${known.join(", ")}`,
+      );
+    }
+  }
+  const c: ResolvedTokenAdaptTrainConfig = {
+    steps: config.steps ?? 2000,
+    batchSize: config.batchSize ?? 64,
+    lr: config.lr ?? 1e-3,
+    warmupSteps: config.warmupSteps ?? 100,
+    minLr: config.minLr ?? 1e-5,
+    geometric: resolveGeometricAugConfig({
+      perSample: true,
+      cropScale: [0.2, 1],
+      ...config.geometric,
+    }),
+  };
+  for (const k of ["steps", "batchSize"] as const) {
+    if (!Number.isInteger(c[k]) || c[k] < 1) {
+      throw new RangeError(`TokenAdapt training key "${k}": ${c[k]} is not an integer >= 1`);
+    }
+  }
+  if (!Number.isInteger(c.warmupSteps) || c.warmupSteps < 0) {
+    throw new RangeError(
+      `TokenAdapt training key "warmupSteps": ${c.warmupSteps} is not an integer >= 0`,
+    );
+  }
+  if (!(c.lr > 0) || !(c.minLr >= 0) || c.minLr > c.lr) {
+    throw new RangeError(
+      `TokenAdapt training lr ${c.lr} / minLr ${c.minLr}: expected 0 <= minLr <= lr, lr > 0`,
+    );
+  }
+  return c;
+}
+
+/**
+ * The learning rate at a step: linear warmup to `lr`, then half-cosine to `minLr`.
+ * @param c resolved settings
+ * @param step 0-based step
+ * @returns the rate
+ */
+export function tokenAdaptLr(c: ResolvedTokenAdaptTrainConfig, step: number): number {
+  if (step < c.warmupSteps) return (c.lr * (step + 1)) / c.warmupSteps;
+  const t = (step - c.warmupSteps) / Math.max(1, c.steps - c.warmupSteps);
+  return c.minLr + (c.lr - c.minLr) * 0.5 * (1 + Math.cos(Math.PI * Math.min(1, t)));
+}
+
+function checkGeometry(model: TokenAdapt, tok: PairTokenizer): void {
+  const c = model.config;
+  if (c.inputGrid !== tok.gridSize || c.outputGrid !== tok.gridSize) {
+    throw new RangeError(
+      `Cannot train TokenAdapt ${c.inputGrid} -> ${c.outputGrid} on a tokenizer with ${tok.gridSize}x${tok.gridSize} codes: both grids must equal it`,
+    );
+  }
+  if (tok.frameSize % (2 * c.inputGrid) !== 0 || (tok.frameSize - tok.imageSize) % 2 !== 0) {
+    throw new RangeError(
+      `Cannot train TokenAdapt: the tokenizer frame ${tok.frameSize} must be a multiple of 2n = ${
+        2 * c.inputGrid
+      } and centre the ${tok.imageSize}-pixel image`,
+    );
+  }
+}
+
+/**
+ * The pixel side of a pair: pad to the tokenizer's frame, apply A at frame resolution, crop
+ * the image back out, clip to [0, 1].
+ *
+ * @param images `[B, C, s, s]` float32 in [0, 1] (not disposed)
+ * @param params A, drawn on the 2n feature grid
+ * @param tok the tokenizer's geometry
+ * @returns `[B, C, s, s]` float32 in [0, 1], owned by the caller
+ */
+export function augmentPixels(
+  images: tf.Tensor4D,
+  params: GeometricParams,
+  tok: PairTokenizer,
+): tf.Tensor4D {
+  const p = (tok.frameSize - tok.imageSize) / 2;
+  const s = tok.imageSize;
+  return tf.tidy(() => {
+    const framed = p > 0 ? images.pad([[0, 0], [0, 0], [p, p], [p, p]]) : images;
+    const warped = applyGeometric(framed as tf.Tensor4D, params);
+    const [B, C] = warped.shape;
+    const crop = p > 0 ? warped.slice([0, 0, p, p], [B, C, s, s]) : warped;
+    return crop.clipByValue(0, 1) as tf.Tensor4D;
+  });
+}
+
+/** A training or evaluation batch of pairs. */
+export interface TokenAdaptPairs {
+  /** Codebook embeddings of `T(x)`: `[B, d, n, n]` float32. */
+  emb: tf.Tensor4D;
+  /** Codes `T(x)`: `[B, n, n]` int32. */
+  codes: tf.Tensor3D;
+  /** The drawn A. */
+  params: GeometricParams;
+  /** Codes `T(A(x))`: `[B, n, n]` int32. */
+  targets: tf.Tensor3D;
+}
+
+/**
+ * Make pairs for a batch of images: `T(x)`, its embeddings, one A per sample and `T(A(x))`.
+ *
+ * @param images `[B, C, s, s]` float32 in [0, 1] (not disposed)
+ * @param model the network (for its geometry)
+ * @param tok the tokenizer
+ * @param quantizer the tokenizer's codebook
+ * @param geometric the augmentation settings
+ * @param rng the generator for A
+ * @returns the pairs; the caller disposes `emb`, `codes` and `targets`
+ */
+export function makePairs(
+  images: tf.Tensor4D,
+  model: TokenAdapt,
+  tok: PairTokenizer,
+  quantizer: CodeQuantizer,
+  geometric: ResolvedGeometricAugConfig,
+  rng: Rng,
+): TokenAdaptPairs {
+  checkGeometry(model, tok);
+  const n = model.config.inputGrid;
+  const B = images.shape[0];
+  const params = drawGeometricParams(
+    [B, model.config.codeDim, 2 * n, 2 * n],
+    2 * n,
+    geometric,
+    rng,
+  );
+  const codes = tok.encode(images);
+  const emb = quantizer.embed(codes);
+  const targets = tf.tidy(() => tok.encode(augmentPixels(images, params, tok)));
+  return { emb, codes, params, targets };
+}
+
+/**
+ * g's logits for a batch of pairs: `g(A(f(emb)))`. Differentiable in the parameters.
+ * @param model the network
+ * @param pairs the batch
+ * @returns `[B, m*m, K]` float32, owned by the caller
+ */
+export function pairLogits(model: TokenAdapt, pairs: TokenAdaptPairs): tf.Tensor3D {
+  return tf.tidy(() => model.invertLogits(applyGeometric(model.convert(pairs.emb), pairs.params)));
+}
+
+/**
+ * Mean K-way cross-entropy of g's logits against `T(A(x))`.
+ * @param model the network
+ * @param pairs the batch
+ * @returns the scalar loss, owned by the caller
+ */
+export function pairLoss(model: TokenAdapt, pairs: TokenAdaptPairs): tf.Scalar {
+  return tf.tidy(() => {
+    const logits = pairLogits(model, pairs);
+    const K = logits.shape[2];
+    const flat = logits.reshape([-1, K]);
+    const labels = tf.oneHot(pairs.targets.reshape([-1]) as tf.Tensor1D, K);
+    return tf.neg(tf.sum(labels.mul(tf.logSoftmax(flat)), 1)).mean() as tf.Scalar;
+  });
+}
+
+/** Adam without weight decay over a fixed list of variables (lr given per step). */
+class Adam {
+  #vars: tf.Variable[];
+  #m: tf.Variable[];
+  #v: tf.Variable[];
+  #t = 0;
+  constructor(vars: tf.Variable[], readonly b1 = 0.9, readonly b2 = 0.999, readonly eps = 1e-8) {
+    this.#vars = vars;
+    const zeros = (v: tf.Variable) => tf.tidy(() => tf.variable(tf.zerosLike(v), false));
+    this.#m = vars.map(zeros);
+    this.#v = vars.map(zeros);
+  }
+  step(grads: tf.NamedTensorMap, lr: number): void {
+    this.#t++;
+    const c1 = 1 - this.b1 ** this.#t, c2 = 1 - this.b2 ** this.#t;
+    tf.tidy(() => {
+      this.#vars.forEach((p, i) => {
+        const g = grads[p.name];
+        const m = this.#m[i].mul(this.b1).add(g.mul(1 - this.b1));
+        const v = this.#v[i].mul(this.b2).add(g.square().mul(1 - this.b2));
+        this.#m[i].assign(m);
+        this.#v[i].assign(v);
+        p.assign(p.sub(m.div(c1).div(v.div(c2).sqrt().add(this.eps)).mul(lr)));
+      });
+    });
+  }
+  dispose(): void {
+    tf.dispose([...this.#m, ...this.#v]);
+  }
+}
+
+/** Per-step record of {@linkcode trainTokenAdapt}. */
+export interface TokenAdaptStepLog {
+  /** 0-based step. */
+  step: number;
+  /** Learning rate used. */
+  lr: number;
+  /** Mean cross-entropy of the batch. */
+  loss: number;
+  /** Fraction of positions where argmax g equals `T(A(x))` in this batch. */
+  accuracy: number;
+  /** Seconds this step took. */
+  seconds: number;
+}
+
+/** Options of {@linkcode trainTokenAdapt}. */
+export interface TrainTokenAdaptOptions {
+  /** Called after every step (e.g. to print every 50th). */
+  onStep?: (log: TokenAdaptStepLog) => void;
+}
+
+/**
+ * Train f and g jointly on pairs drawn from `images`.
+ *
+ * @param model the network (trained in place)
+ * @param images `[N, s, s]` or `[N, C, s, s]`, uint8 (0..255) or float32 (0..1)
+ * @param tok the tokenizer
+ * @param quantizer its codebook
+ * @param config training settings
+ * @param rng generator for batches and A
+ * @param options per-step callback
+ * @returns every step's log
+ * @throws {RangeError} when the network's grids do not fit the tokenizer
+ * @throws {Error} when the loss becomes non-finite (names the step)
+ */
+export function trainTokenAdapt(
+  model: TokenAdapt,
+  images: HostTensor,
+  tok: PairTokenizer,
+  quantizer: CodeQuantizer,
+  config: TokenAdaptTrainConfig,
+  rng: Rng,
+  options: TrainTokenAdaptOptions = {},
+): TokenAdaptStepLog[] {
+  checkGeometry(model, tok);
+  const c = resolveTokenAdaptTrainConfig(config);
+  const N = images.shape[0];
+  const vars = model.variables().map((v) => v.variable);
+  const opt = new Adam(vars);
+  const logs: TokenAdaptStepLog[] = [];
+  try {
+    for (let step = 0; step < c.steps; step++) {
+      const t0 = performance.now();
+      const idx = Int32Array.from({ length: c.batchSize }, () => rng.int(0, N));
+      const batch = imageBatch(images, idx, tok);
+      const pairs = makePairs(batch, model, tok, quantizer, c.geometric, rng);
+      batch.dispose();
+      const lr = tokenAdaptLr(c, step);
+      let loss = NaN, accuracy = NaN;
+      try {
+        const { value, grads } = tf.variableGrads(() => pairLoss(model, pairs), vars);
+        loss = value.dataSync()[0];
+        value.dispose();
+        if (!Number.isFinite(loss)) {
+          tf.dispose(grads);
+          throw new Error(`TokenAdapt training loss is ${loss} at step ${step}; stopping`);
+        }
+        opt.step(grads, lr);
+        tf.dispose(grads);
+        if (options.onStep !== undefined) {
+          accuracy = tf.tidy(() =>
+            pairLogits(model, pairs).argMax(2).equal(pairs.targets.reshape([c.batchSize, -1]))
+              .mean().dataSync()[0]
+          );
+        }
+      } finally {
+        tf.dispose([pairs.emb, pairs.codes, pairs.targets]);
+      }
+      const log = { step, lr, loss, accuracy, seconds: (performance.now() - t0) / 1000 };
+      logs.push(log);
+      options.onStep?.(log);
+    }
+  } finally {
+    opt.dispose();
+  }
+  return logs;
+}
+
+/** Images `idx` of a host image set as `[B, C, s, s]` float32 in [0, 1]. */
+function imageBatch(images: HostTensor, idx: Int32Array, tok: PairTokenizer): tf.Tensor4D {
+  const s = tok.imageSize, C = tok.channels;
+  const per = C * s * s;
+  const shape = images.shape;
+  const ok = (shape.length === 3 && C === 1 && shape[1] === s && shape[2] === s) ||
+    (shape.length === 4 && shape[1] === C && shape[2] === s && shape[3] === s);
+  if (!ok) {
+    throw new TypeError(
+      `Cannot train on images of shape [${shape}]: the tokenizer takes ${C}x${s}x${s} images`,
+    );
+  }
+  const scale = images.dtype === "uint8" ? 1 / 255 : 1;
+  const out = new Float32Array(idx.length * per);
+  const data = images.data as ArrayLike<number>;
+  idx.forEach((k, b) => {
+    for (let i = 0; i < per; i++) out[b * per + i] = data[k * per + i] * scale;
+  });
+  return tf.tensor4d(out, [idx.length, C, s, s]);
+}
+
+/** Agreement with `T(A(x))` of each way to augment tokens (fractions of positions). */
+export interface TokenAdaptAgreement {
+  /** Held-out images evaluated. */
+  images: number;
+  /** TokenAdapt: `g(A(f(emb(T(x)))))`. */
+  tokenAdapt: number;
+  /** Naive: A on the `n x n` embedding map, then `convertToCodes`. */
+  naive: number;
+  /** No augmentation of the tokens: `T(x)` itself. */
+  unchanged: number;
+}
+
+/**
+ * Measure how well TokenAdapt reproduces the tokens of augmented images, against the naive
+ * alternative, on held-out images with one seeded A each.
+ *
+ * @param model the network
+ * @param images held-out images (`[N, s, s]` or `[N, C, s, s]`, uint8 or float32)
+ * @param tok the tokenizer
+ * @param quantizer its codebook
+ * @param geometric the augmentation A
+ * @param rng generator for A
+ * @param batchSize images per forward pass
+ * @returns the agreements
+ */
+export function evaluateTokenAdapt(
+  model: TokenAdapt,
+  images: HostTensor,
+  tok: PairTokenizer,
+  quantizer: CodeQuantizer,
+  geometric: GeometricAugConfig,
+  rng: Rng,
+  batchSize = 100,
+): TokenAdaptAgreement {
+  checkGeometry(model, tok);
+  const g = resolveGeometricAugConfig(geometric);
+  const N = images.shape[0];
+  let ta = 0, naive = 0, same = 0, total = 0;
+  for (let s = 0; s < N; s += batchSize) {
+    const idx = Int32Array.from({ length: Math.min(batchSize, N - s) }, (_, i) => s + i);
+    const batch = imageBatch(images, idx, tok);
+    const pairs = makePairs(batch, model, tok, quantizer, g, rng);
+    batch.dispose();
+    try {
+      const [a, b, c] = tf.tidy(() => {
+        const t = pairs.targets;
+        const ours = model.invert(applyGeometric(model.convert(pairs.emb), pairs.params));
+        const direct = quantizer.toCodes(applyGeometric(pairs.emb, pairs.params));
+        return [ours.equal(t).sum(), direct.equal(t).sum(), pairs.codes.equal(t).sum()].map((x) =>
+          x.dataSync()[0]
+        );
+      });
+      ta += a;
+      naive += b;
+      same += c;
+      total += pairs.targets.size;
+    } finally {
+      tf.dispose([pairs.emb, pairs.codes, pairs.targets]);
+    }
+  }
+  return { images: N, tokenAdapt: ta / total, naive: naive / total, unchanged: same / total };
+}
