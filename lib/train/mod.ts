@@ -19,6 +19,7 @@ export * from "./loop.ts";
 export * from "./runner.ts";
 export * from "./pretrain.ts";
 export * from "./finetune.ts";
+export * from "./augment_step.ts";
 export {
   bceWithLogitsOneHot,
   crossEntropy,
