@@ -76,13 +76,15 @@ export function colorAdapt(
       return tf.tidy(() => {
         if (!chosen.some((c) => c)) return tf.clone(input);
         const mean = input.mean([2, 3], true);
-        const centered = input.sub(mean);
-        const std = centered.square().sum([2, 3], true).div(H * W - 1).sqrt();
-        const meanR = tf.reverse(mean, 0), stdR = tf.reverse(std, 0);
-        const denom = eps > 0 ? std.add(eps) : std;
-        const adapted = centered.div(denom).mul(stdR).add(meanR);
-        const mask = tf.tensor4d(chosen.map((c) => (c ? 1 : 0)), [B, 1, 1, 1], "bool");
-        return tf.where(mask, adapted, input) as tf.Tensor4D;
+        const std = input.sub(mean).square().sum([2, 3], true).div(H * W - 1).sqrt();
+        // Unchosen samples get neutral statistics, (x - 0) / 1 * 1 + (-0), which return x
+        // bit for bit; this avoids a per-sample select over the whole batch (slow on wasm).
+        const m = tf.tensor4d(chosen.map((c) => (c ? 1 : 0)), [B, 1, 1, 1], "bool");
+        const ownMean = tf.where(m, mean, tf.scalar(0));
+        const ownStd = tf.where(m, eps > 0 ? std.add(eps) : std, tf.scalar(1));
+        const partnerStd = tf.where(m, tf.reverse(std, 0), tf.scalar(1));
+        const partnerMean = tf.where(m, tf.reverse(mean, 0), tf.scalar(-0));
+        return input.sub(ownMean).div(ownStd).mul(partnerStd).add(partnerMean) as tf.Tensor4D;
       });
     },
   };

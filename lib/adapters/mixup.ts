@@ -368,12 +368,15 @@ export function createMixup(options: MixupOptions): Mixup {
       if (lam === 1) return tf.clone(x);
       const flipped = tf.reverse(x, 0);
       if (!cutmix) return x.mul(lam).add(flipped.mul(1 - lam)) as tf.Tensor4D;
-      const rows = tf.range(0, H).reshape([H, 1]), cols = tf.range(0, W).reshape([1, W]);
-      const inside = tf.logicalAnd(
-        tf.logicalAnd(rows.greaterEqual(b.yl), rows.less(b.yh)),
-        tf.logicalAnd(cols.greaterEqual(b.xl), cols.less(b.xh)),
-      );
-      return tf.where(inside.reshape([1, 1, H, W]), flipped, x);
+      // a full-shape condition: tfjs-wasm's `where` is much slower with a broadcast one
+      const C = x.shape[1];
+      const cond = new Uint8Array(B * C * H * W);
+      for (let p = 0; p < B * C; p++) {
+        for (let y = b.yl; y < b.yh; y++) {
+          cond.fill(1, (p * H + y) * W + b.xl, (p * H + y) * W + b.xh);
+        }
+      }
+      return tf.where(tf.tensor4d(cond, [B, C, H, W], "bool"), flipped, x);
     });
     return { x: mixed as tf.Tensor4D, targets };
   };

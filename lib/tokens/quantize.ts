@@ -51,11 +51,14 @@ export class CodeQuantizer {
   readonly weights: tf.Tensor2D;
   readonly #normalizedT: tf.Tensor2D;
   readonly #halfSqNorm: tf.Tensor1D;
+  /** The rows on the host, for embedding host codes without a gather kernel. */
+  readonly #hostWeights: Float32Array;
   #disposed = false;
 
   private constructor(weights: tf.Tensor2D) {
     this.weights = weights;
     [this.size, this.dim] = weights.shape;
+    this.#hostWeights = weights.dataSync() as Float32Array;
     const [nT, h] = tf.tidy(() => {
       const n = normalizeRows(weights);
       return [n.transpose() as tf.Tensor2D, n.square().sum(1).mul(0.5) as tf.Tensor1D];
@@ -102,12 +105,23 @@ export class CodeQuantizer {
   embed(codes: CodesInput): tf.Tensor4D {
     this.#check();
     const [B, H, W] = checkCodes(codes, this.size);
-    return tf.tidy(() => {
-      const flat = codes instanceof tf.Tensor
-        ? codes.reshape([B * H * W])
-        : tf.tensor1d(toInt32(codes), "int32");
-      return tf.gather(this.weights, flat).reshape([B, H, W, this.dim]).transpose([0, 3, 1, 2]);
-    });
+    const d = this.dim;
+    if (!(codes instanceof tf.Tensor)) {
+      // host codes: write the channels-first map directly (no gather, no transpose)
+      const ids = toInt32(codes), cb = this.#hostWeights, L = H * W;
+      const out = new Float32Array(B * d * L);
+      for (let b = 0; b < B; b++) {
+        for (let p = 0; p < L; p++) {
+          const src = ids[b * L + p] * d, dst = b * d * L + p;
+          for (let k = 0; k < d; k++) out[dst + k * L] = cb[src + k];
+        }
+      }
+      return tf.tensor4d(out, [B, d, H, W]);
+    }
+    return tf.tidy(() =>
+      tf.gather(this.weights, codes.reshape([B * H * W])).reshape([B, H, W, d])
+        .transpose([0, 3, 1, 2])
+    );
   }
 
   /**

@@ -26,6 +26,17 @@ function checkBatch(x: unknown, what: string): number[] {
   return x.shape;
 }
 
+/**
+ * A full-shape bool tensor that is true on the samples whose flag is set. tfjs-wasm's
+ * `where` with a broadcast `[B, 1, 1, 1]` condition is ~7x slower than with a full one.
+ */
+function sampleCondition(shape: readonly number[], flags: readonly boolean[]): tf.Tensor {
+  const per = shape.slice(1).reduce((a, b) => a * b, 1);
+  const cond = new Uint8Array(shape[0] * per);
+  flags.forEach((f, b) => f && cond.fill(1, b * per, (b + 1) * per));
+  return tf.tensor(cond, [...shape], "bool");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Horizontal flip
 
@@ -62,12 +73,7 @@ export function hflip<T extends tf.Tensor = tf.Tensor>(prob = 0.5): Transform<T,
         if (params.every((f) => !f)) return tf.clone(input);
         const flipped = tf.reverse(input, [input.rank - 1]) as T;
         if (params.every((f) => f)) return flipped;
-        const m = tf.tensor(
-          params.map((f) => (f ? 1 : 0)),
-          [shape[0], ...shape.slice(1).map(() => 1)],
-          "bool",
-        );
-        return tf.where(m, flipped, input) as T;
+        return tf.where(sampleCondition(shape, params), flipped, input) as T;
       });
     },
   };

@@ -94,13 +94,16 @@ Deno.test("colorAdapt: same seed same output; prob 0 is the identity; eps avoids
   const id = runTransform(colorAdapt({ prob: 0 }), x, new Rng(5));
   assert.deepEqual(await id.output.data(), await x.data());
   // sample 0 is constant: its own std is 0 -> the reference's formula gives NaN; eps fixes it
-  const flat = tf.tensor4d([1, 1, 1, 1, 0, 1, 2, 3], [2, 1, 2, 2]);
+  const flat = tf.tensor4d([1, 1, 1, 1, -0, 1, 2, 3], [2, 1, 2, 2]);
   const p = { perm: new Int32Array([0, 1]), count: 1 };
   const nan = colorAdapt().apply(flat, p);
   assert.ok((await nan.data()).subarray(0, 4).every(Number.isNaN));
   const ok = colorAdapt({ eps: 1e-5 }).apply(flat, p);
   // (x - mu) = 0 everywhere, so sample 0 becomes the partner's mean 1.5
   assert.deepEqual(Array.from((await ok.data()).subarray(0, 4)), [1.5, 1.5, 1.5, 1.5]);
+  // the unchosen sample is returned bit for bit, its -0 included
+  assert.ok(Object.is((await ok.data())[4], -0) && Object.is((await nan.data())[4], -0));
+  assert.deepEqual(Array.from((await nan.data()).subarray(4)), [-0, 1, 2, 3]);
   tf.dispose([x, a.output, b.output, id.output, flat, nan, ok]);
   assert.equal(tf.memory().numTensors, before);
 });
