@@ -23,9 +23,10 @@ function shapeText(shape: readonly number[]): string {
 }
 
 /**
- * A codebook prepared for repeated lookups and nearest-row searches: it holds the raw rows,
- * the L2-normalized rows transposed to `[d, K]` (a plain 2-D matMul, the fast case on wasm)
- * and half their squared norms.
+ * A codebook prepared for repeated lookups and nearest-row searches: it holds the raw rows
+ * and a `[d+1, K]` scoring matrix, the L2-normalized rows transposed with minus half their
+ * squared norms as an extra row (one plain 2-D matMul scores every code, the fast case on
+ * wasm).
  *
  * Create once per codebook, reuse for every batch, {@linkcode CodeQuantizer.dispose} at the end.
  *
@@ -49,8 +50,8 @@ export class CodeQuantizer {
   readonly dim: number;
   /** The codebook rows `[K, d]` float32 (owned by this quantizer). */
   readonly weights: tf.Tensor2D;
-  readonly #normalizedT: tf.Tensor2D;
-  readonly #halfSqNorm: tf.Tensor1D;
+  /** `[d+1, K]`: normalized rows transposed, then the row `-|c^_k|^2 / 2`. */
+  readonly #scoring: tf.Tensor2D;
   /** The rows on the host, for embedding host codes without a gather kernel. */
   readonly #hostWeights: Float32Array;
   #disposed = false;
@@ -59,12 +60,11 @@ export class CodeQuantizer {
     this.weights = weights;
     [this.size, this.dim] = weights.shape;
     this.#hostWeights = weights.dataSync() as Float32Array;
-    const [nT, h] = tf.tidy(() => {
+    this.#scoring = tf.tidy(() => {
       const n = normalizeRows(weights);
-      return [n.transpose() as tf.Tensor2D, n.square().sum(1).mul(0.5) as tf.Tensor1D];
+      const bias = n.square().sum(1).mul(-0.5).reshape([1, this.size]);
+      return tf.concat([n.transpose(), bias], 0) as tf.Tensor2D;
     });
-    this.#normalizedT = nT;
-    this.#halfSqNorm = h;
   }
 
   /**
@@ -127,8 +127,9 @@ export class CodeQuantizer {
   /**
    * Re-quantize an embedding map: each vector `x[b, :, h, w]` becomes the index of the
    * codebook row with the largest cosine similarity. Computed as the reference does,
-   * `argmin_k |x^|^2 + |c^_k|^2 - 2 x^.c^_k` with `v^ = v / max(|v|, 1e-12)` (the `|x^|^2`
-   * term is the same for every k and is dropped); ties go to the lowest index.
+   * `argmin_k |x^|^2 + |c^_k|^2 - 2 x^.c^_k` with `v^ = v / max(|v|, 1e-12)`, i.e.
+   * `argmax_k x^.c^_k - |c^_k|^2 / 2` (the `|x^|^2` term is the same for every k), scored by
+   * one matMul of `[x^, 1]` with the prepared `[d+1, K]` matrix; ties go to the lowest index.
    *
    * @param x `[B, d, H, W]` float32 (not disposed)
    * @returns codes `[B, H, W]` int32, owned by the caller
@@ -152,8 +153,9 @@ export class CodeQuantizer {
       );
     }
     return tf.tidy(() => {
-      const rows = normalizeRows(x.transpose([0, 2, 3, 1]).reshape([B * H * W, d]) as tf.Tensor2D);
-      const score = tf.matMul(rows, this.#normalizedT).sub(this.#halfSqNorm);
+      const N = B * H * W;
+      const rows = normalizeRows(x.transpose([0, 2, 3, 1]).reshape([N, d]) as tf.Tensor2D);
+      const score = tf.matMul(tf.concat([rows, tf.ones([N, 1])], 1), this.#scoring);
       return score.argMax(1).reshape([B, H, W]) as tf.Tensor3D;
     });
   }
@@ -162,7 +164,7 @@ export class CodeQuantizer {
   dispose(): void {
     if (this.#disposed) return;
     this.#disposed = true;
-    tf.dispose([this.weights, this.#normalizedT, this.#halfSqNorm]);
+    tf.dispose([this.weights, this.#scoring]);
   }
 }
 
