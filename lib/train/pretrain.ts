@@ -42,9 +42,9 @@ export interface DataConfig {
  * The embedded default training data (Fashion-MNIST tokens under data/). Until the
  * dataset lands, pass `--data <file>`.
  */
-export const DEFAULT_TRAIN_DATA = "data/fashion-mnist-train-token.data.bin.gz";
+export const DEFAULT_TRAIN_DATA = "data/fmnist8/fmnist-train-token.data.bin.gz";
 /** The embedded default test data. */
-export const DEFAULT_TEST_DATA = "data/fashion-mnist-test-token.data.bin.gz";
+export const DEFAULT_TEST_DATA = "data/fmnist8/fmnist-test-token.data.bin.gz";
 
 /** How an `n x n` record becomes the model's `m x m` input when no augmentation hook runs. */
 export type CropMode = "center" | "random";
