@@ -132,3 +132,19 @@ Deno.test("parseTaskArgs separates flags from --key=value overrides", () => {
   assert.throws(() => parseTaskArgs(["epochs=2"]), { name: "SyntaxError" });
   assert.equal(parseTaskArgs(["-h"]).help, true);
 });
+
+Deno.test("every configs/{pretrain,finetune}_*.json resolves against its recipe and model", async () => {
+  const { resolveRun } = await import("../../tasks/_train_cli.ts");
+  const root = new URL("../../configs/", import.meta.url);
+  let n = 0;
+  for await (const e of Deno.readDir(root)) {
+    const m = /^(pretrain|finetune)_.*\.json$/.exec(e.name);
+    if (!m) continue;
+    const path = decodeURIComponent(new URL(e.name, root).pathname);
+    const r = await resolveRun(m[1] as "pretrain", parseTaskArgs([`--config=${path}`]));
+    assert.equal(r.config.kind, m[1], e.name);
+    assert.equal(r.config.gradClip, null, `${e.name}: the reference never clips`);
+    n++;
+  }
+  assert.ok(n >= 4, `${n} configs`);
+});
