@@ -17,6 +17,7 @@ import type { HostTensor } from "../io/mod.ts";
 import { type LoadedCheckpoint, readModelWeights } from "./checkpoint.ts";
 import type { ConfigSchema, ConfigValue } from "./config.ts";
 import type { MicroBatch, PreparedBatch, TokenSource } from "./loop.ts";
+import { crossEntropy, softTargetCrossEntropy } from "./losses.ts";
 import { topKCorrect } from "./metrics.ts";
 import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "./param_groups.ts";
 import {
@@ -162,18 +163,6 @@ export interface ClassifierLike {
   };
 }
 
-/**
- * Soft-target cross-entropy, `mean_b sum_c -t[b,c] log softmax(x)[b,c]` (timm
- * `SoftTargetCrossEntropy`; with smoothed one-hot targets it equals
- * `LabelSmoothingCrossEntropy`).
- * @param logits `[B, C]` float32
- * @param targets `[B, C]` float32 rows summing to 1
- * @returns `[]` float32, owned by the caller
- */
-export function softTargetCrossEntropy(logits: tf.Tensor2D, targets: tf.Tensor2D): tf.Scalar {
-  return tf.tidy(() => tf.mean(tf.sum(tf.mul(tf.neg(targets), tf.logSoftmax(logits)), -1)));
-}
-
 /** What {@linkcode evaluateClassifier} returns. */
 export interface EvalResult {
   /** Top-1 accuracy in [0, 1]. */
@@ -219,9 +208,7 @@ export async function evaluateClassifier(
       const [a, b] = await topKCorrect(logits, labels, [1, k5]);
       c1 += a;
       c5 += b;
-      const l = tf.tidy(() =>
-        softTargetCrossEntropy(logits, tf.tensor2d(smoothedOneHot(labels, C, 0), [B, C])).mul(B)
-      );
+      const l = tf.tidy(() => crossEntropy(logits, tf.tensor1d(labels, "int32")).mul(B));
       lossSum += (await l.data())[0];
       l.dispose();
     } finally {
