@@ -9,8 +9,9 @@
  * - The layer-wise lr decay rule against meta.json `cls.param_groups_lrd.per_parameter`
  *   (layer id, lr scale, weight decay of every classifier parameter).
  *
- * Names and shapes come from the fixture files; which parameters are trainable comes
- * from the gradient files (a parameter is trained iff the reference has its gradient).
+ * The grouping rules run on this project's own models (`MtmModel`, `TokenClassifier` built
+ * from the fixture's config), so their names, shapes and trainable flags are checked too;
+ * the AdamW step reads parameters and gradients from the fixture files.
  *
  * @module
  */
@@ -23,7 +24,11 @@ import {
   type ParamInfo,
   type ParamSetting,
 } from "../train/mod.ts";
+import { MtmModel, TokenClassifier } from "../models/mod.ts";
+import { Rng } from "../random/mod.ts";
+import { classifierConfigFromFixture } from "./cls.ts";
 import { compareClose, compareExact, type ComparisonResult } from "./compare.ts";
+import { mtmConfigFromFixture } from "./mtm.ts";
 import type { Fixture } from "./fixture.ts";
 import type { ParitySection } from "./sections.ts";
 
@@ -56,6 +61,30 @@ function compareNameSets(quantity: string, got: string[], ref: string[]): Compar
   };
 }
 
+/** Compare our parameters' (reference-layout) shapes with the fixture's, by name. */
+function compareShapes(
+  quantity: string,
+  infos: readonly ParamInfo[],
+  ref: ReadonlyMap<string, HostTensor>,
+): ComparisonResult {
+  const bad = infos.filter((i) => {
+    const t = ref.get(i.name);
+    return t !== undefined &&
+      (t.shape.length !== i.shape.length || t.shape.some((d, k) => d !== i.shape[k]));
+  }).map((i) => `${i.name}: [${i.shape}] vs [${ref.get(i.name)!.shape}]`);
+  return {
+    section: SECTION,
+    quantity,
+    shape: [infos.length],
+    max_abs_err: bad.length,
+    max_rel_err: bad.length / Math.max(infos.length, 1),
+    worst_ratio: bad.length === 0 ? 0 : Infinity,
+    tolerance: "exact",
+    ok: bad.length === 0,
+    ...(bad.length ? { error: bad.join("; ") } : {}),
+  };
+}
+
 async function* runAdamw(fx: Fixture): AsyncGenerator<ComparisonResult> {
   const params = await fx.file("mtm_params.safetensors");
   const grads = await fx.file("mtm_grads.safetensors");
@@ -65,9 +94,19 @@ async function* runAdamw(fx: Fixture): AsyncGenerator<ComparisonResult> {
     "mtm.adamw",
   );
 
-  // --- grouping (timm add_weight_decay) over the whole MTM model incl. frozen TokenAdapt
+  // --- grouping (timm add_weight_decay) of OUR MTM model (its trainable flags), plus the
+  // frozen TokenAdapt that the reference model holds inside (kept apart here)
   const infos: ParamInfo[] = [];
-  for (const [name, t] of params) infos.push({ name, shape: t.shape, trainable: grads.has(name) });
+  const mtm = new MtmModel(mtmConfigFromFixture(fx), new Rng(0));
+  try {
+    for (const e of mtm.params.entries()) {
+      infos.push({ name: e.name, shape: e.shape, trainable: e.trainable });
+    }
+  } finally {
+    mtm.dispose();
+  }
+  yield compareNameSets("mtm_model_parameters", infos.map((i) => i.name), [...params.keys()]);
+  yield compareShapes("mtm_model_shapes", infos, params);
   for (const [name, t] of tokenadapt) infos.push({ name, shape: t.shape, trainable: false });
   const grouping = addWeightDecay(infos, hp.weight_decay);
   const refGroups = fx.get<Record<string, string>>("mtm.adamw.param_group");
@@ -91,7 +130,9 @@ async function* runAdamw(fx: Fixture): AsyncGenerator<ComparisonResult> {
   let opt: AdamW | undefined;
   try {
     for (const s of grouping.settings) {
-      const p = params.get(s.name)!;
+      const p = params.get(s.name);
+      if (p === undefined) continue; // reported by mtm_model_parameters
+
       variables.set(
         s.name,
         tf.tidy(() => tf.variable(tf.tensor(toFloat32(p), p.shape, "float32"), true)),
@@ -100,7 +141,7 @@ async function* runAdamw(fx: Fixture): AsyncGenerator<ComparisonResult> {
       if (g !== undefined) gradTensors.set(s.name, tf.tensor(toFloat32(g), g.shape, "float32"));
     }
     opt = new AdamW(
-      grouping.settings.map((s: ParamSetting) => ({
+      grouping.settings.filter((s) => variables.has(s.name)).map((s: ParamSetting) => ({
         name: s.name,
         variable: variables.get(s.name)!,
         lrScale: s.lrScale,
@@ -145,21 +186,27 @@ async function* runAdamw(fx: Fixture): AsyncGenerator<ComparisonResult> {
     for (const g of gradTensors.values()) g.dispose();
   }
 
-  // --- layer-wise lr decay (classifier)
+  // --- layer-wise lr decay of OUR classifier (its parameters and trainable flags)
   const head = await fx.file("cls_head.safetensors");
-  const clsGrads = await fx.file("cls_grads.safetensors");
-  const clsNames = [
+  const clsConfig = classifierConfigFromFixture(fx);
+  const cls = new TokenClassifier(clsConfig, new Rng(0));
+  let clsInfos: ParamInfo[];
+  try {
+    clsInfos = cls.params.entries().map((e) => ({
+      name: e.name,
+      shape: e.shape,
+      trainable: e.trainable,
+    }));
+  } finally {
+    cls.dispose();
+  }
+  const clsRef = new Map([...params, ...head]);
+  yield compareNameSets("cls_model_parameters", clsInfos.map((i) => i.name), [
     ...fx.get<string[]>("cls.parameters_from_mtm_params"),
     ...fx.get<string[]>("cls.parameters_from_cls_head"),
-  ];
-  const clsInfos: ParamInfo[] = clsNames.map((name) => {
-    const t = params.get(name) ?? head.get(name);
-    if (t === undefined) throw new RangeError(`Fixture has no tensor for classifier "${name}"`);
-    return { name, shape: t.shape, trainable: clsGrads.has(name) };
-  });
-  const depth = new Set(
-    clsNames.filter((n) => n.startsWith("blocks.")).map((n) => n.split(".")[1]),
-  ).size;
+  ]);
+  yield compareShapes("cls_model_shapes", clsInfos, clsRef);
+  const depth = clsConfig.depth;
   const lrd = fx.get<{
     num_layers: number;
     per_parameter: Record<string, { lr_scale: number; weight_decay: number; layer_id: number }>;

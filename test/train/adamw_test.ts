@@ -16,8 +16,9 @@ Deno.test("adamw parity section: one step on the stored gradients matches mtm_af
   for await (const r of adamwSection.run(fx) as AsyncIterable<unknown>) results.push(r);
   const bad = results.filter((r) => !(r as { ok: boolean }).ok);
   assert.deepEqual(bad, []);
-  // 91 trainable parameters + their name set, 2 groups + frozen set, 5 layer-decay checks
-  assert.equal(results.length, 91 + 1 + 3 + 5);
+  // model names + shapes (mtm, cls), 2 groups + frozen set, 91 trainable parameters + their
+  // name set, 5 layer-decay checks
+  assert.equal(results.length, 2 + 2 + 3 + 91 + 1 + 5);
   const worst = Math.max(
     ...results.map((r) => (r as { worst_ratio: number }).worst_ratio),
   );
