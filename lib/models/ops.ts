@@ -29,8 +29,43 @@ function withGrad<A extends unknown[]>(
   return tf.customGrad(f as never) as never;
 }
 
+/*
+ * wasm cost model behind the backward passes below (tfjs-backend-wasm 4.22, XNNPACK):
+ * `matMul(a, b)` packs its right operand b anew for every new b tensor, at roughly
+ * 15 ns per element, and transposing a wide 2-D matrix is much slower than a narrow
+ * one. So products of two activation-sized matrices keep the NARROWER one on the right,
+ * and reductions over rows run as `x^T ones` (a narrow right operand) rather than
+ * `sum(x, 0)` (which transposes internally) or `ones x` (which packs x).
+ */
+
+/** Column sums `[N, C] -> [C]`, given `dyT = dy^T` (`[C, N]`). */
+function colSumT(dyT: tf.Tensor2D): tf.Tensor1D {
+  return tf.tidy(() => tf.reshape(tf.matMul(dyT, tf.ones([dyT.shape[1], 1])), [dyT.shape[0]]));
+}
+
+/** Column sums `[N, C] -> [C]`. */
 function colSum(dy: tf.Tensor2D): tf.Tensor1D {
-  return tf.sum(dy, 0);
+  return tf.tidy(() => colSumT(tf.transpose(dy)));
+}
+
+/**
+ * The gradients of `y = x W (+ b)`: `[dx, dW, db]` (db only when `withBias`).
+ * dW = x^T dy keeps the narrower of x and dy as the packed right operand.
+ */
+function linearGrads(
+  x: tf.Tensor2D,
+  w: tf.Tensor2D,
+  dy: tf.Tensor2D,
+  withBias: boolean,
+): tf.Tensor[] {
+  return tf.tidy(() => {
+    const dx = tf.matMul(dy, tf.transpose(w));
+    const dyT = tf.transpose(dy);
+    const dw = x.shape[1] <= dy.shape[1]
+      ? tf.transpose(tf.matMul(dyT, x))
+      : tf.matMul(tf.transpose(x), dy);
+    return withBias ? [dx, dw, colSumT(dyT)] : [dx, dw];
+  });
 }
 
 const linearWithBias = withGrad(
@@ -40,11 +75,7 @@ const linearWithBias = withGrad(
       value: tf.fused.matMul({ a: x, b: w, bias: b }),
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
         const [sx, sw] = saved as tf.Tensor2D[];
-        return [
-          tf.matMul(dy, tf.transpose(sw)),
-          tf.matMul(tf.transpose(sx), dy),
-          colSum(dy),
-        ];
+        return linearGrads(sx, sw, dy, true);
       },
     };
   },
@@ -57,7 +88,7 @@ const linearNoBias = withGrad(
       value: tf.matMul(x, w),
       gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
         const [sx, sw] = saved as tf.Tensor2D[];
-        return [tf.matMul(dy, tf.transpose(sw)), tf.matMul(tf.transpose(sx), dy)];
+        return linearGrads(sx, sw, dy, false);
       },
     };
   },
@@ -145,8 +176,8 @@ export function layerNorm(
         value,
         gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
           const [xh, rs, gs] = saved;
-          const dg = tf.sum(tf.mul(dy, xh), 0);
-          const db = tf.sum(dy, 0);
+          const dg = colSum(tf.mul(dy, xh) as tf.Tensor2D);
+          const db = colSum(dy);
           const dxh = tf.mul(dy, gs);
           const m1 = tf.mean(dxh, -1, true);
           const m2 = tf.mean(tf.mul(dxh, xh), -1, true);
@@ -159,11 +190,17 @@ export function layerNorm(
   return f(x, gamma, beta);
 }
 
-const SQRT1_2 = Math.SQRT1_2;
+// Abramowitz & Stegun 7.1.26: erf(z) = 1 - (a1 t + ... + a5 t^5) exp(-z^2), t = 1/(1 + p z),
+// z >= 0, |error| <= 1.5e-7 (the same approximation tfjs's cpu backend uses for erf).
+const ERF_P = 0.3275911;
+const ERF_A = [0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429];
 const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 
 /**
- * GELU, exact (erf) form as PyTorch's default `nn.GELU()`: `x * Phi(x)`.
+ * GELU, erf form as PyTorch's default `nn.GELU()`: `x * Phi(x)`, Phi the standard normal
+ * CDF. Phi is evaluated with A&S 7.1.26 (|error of erf| <= 1.5e-7): tfjs-wasm's `Erf`
+ * is ~5x slower than the dozen elementwise ops here, and the `exp(-x^2/2)` computed for
+ * Phi is reused by the gradient `Phi(x) + x phi(x)`.
  *
  * @param x any float32 tensor
  * @returns same shape
@@ -171,17 +208,24 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
 export function gelu<T extends tf.Tensor>(x: T): T {
   const f = withGrad(
     (x: tf.Tensor, save: Save) => {
-      const cdf = tf.tidy(() => tf.mul(tf.add(tf.erf(tf.mul(x, SQRT1_2)), 1), 0.5));
-      save([x, cdf]);
+      const [cdf, xpdf] = tf.tidy(() => {
+        const z = tf.mul(tf.abs(x), Math.SQRT1_2);
+        const t = tf.reciprocal(tf.add(tf.mul(z, ERF_P), 1));
+        let poly = tf.mul(t, ERF_A[4]);
+        for (let i = 3; i >= 0; i--) poly = tf.mul(tf.add(poly, ERF_A[i]), t);
+        const gauss = tf.exp(tf.mul(tf.square(x), -0.5)); // exp(-z^2)
+        const tail = tf.mul(tf.mul(poly, gauss), 0.5); // Phi(-|x|)
+        const positive = tf.step(x); // 1 for x > 0, else 0
+        // Phi(x) = tail for x <= 0, 1 - tail for x > 0
+        const cdf = tf.add(tail, tf.mul(positive, tf.sub(1, tf.mul(tail, 2))));
+        return [cdf, tf.mul(tf.mul(x, gauss), INV_SQRT_2PI)];
+      });
+      save([cdf, xpdf]);
       const value = tf.mul(x, cdf);
-      cdf.dispose();
+      tf.dispose([cdf, xpdf]);
       return {
         value,
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-          const [sx, scdf] = saved;
-          const pdf = tf.mul(tf.exp(tf.mul(tf.square(sx), -0.5)), INV_SQRT_2PI);
-          return [tf.mul(dy, tf.add(scdf, tf.mul(sx, pdf)))];
-        },
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(dy, tf.add(saved[0], saved[1]))],
       };
     },
   ) as unknown as (x: tf.Tensor) => tf.Tensor;
@@ -437,15 +481,16 @@ export function softmaxCrossEntropyRows(
       const onehot = oneHotF32(targets, k);
       const { value, probs } = tf.tidy(() => {
         const z = tf.sub(x, tf.max(x, -1, true));
-        const lse = tf.log(tf.sum(tf.exp(z), -1, true));
-        const logp = tf.sub(z, lse);
-        const nll = tf.neg(tf.sum(tf.mul(logp, onehot), -1));
+        const e = tf.exp(z);
+        const sum = tf.sum(e, -1, true);
+        const lse = tf.reshape(tf.log(sum), [-1]);
+        const nll = tf.sub(lse, tf.sum(tf.mul(z, onehot), -1));
         let value = nll;
         if (smoothing > 0) {
-          const smooth = tf.neg(tf.mean(logp, -1));
+          const smooth = tf.sub(lse, tf.mean(z, -1)); // mean_k(-log p_k)
           value = tf.add(tf.mul(nll, 1 - smoothing), tf.mul(smooth, smoothing));
         }
-        return { value, probs: tf.exp(logp) };
+        return { value, probs: tf.mul(e, tf.reciprocal(sum)) };
       });
       save([probs, onehot]);
       probs.dispose();

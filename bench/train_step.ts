@@ -1,0 +1,245 @@
+/**
+ * `deno task bench:train [--backend wasm,cpu] [--model mtm,cls] [--batch 32] [--steps 5]
+ *   [--warmup 1] [--profile] [--record]`
+ *
+ * Training-step throughput of the fixture-sized models (DESIGN.md's timing reference:
+ * 28x28 tokens, encoder 192 x 4 (3 heads), MTM decoder 128 x 2 (4 heads), classifier
+ * with 1000 classes) at batch 32: one step = forward + backward + an AdamW update
+ * (lib/train's AdamW; MTM: betas (0.9, 0.95), weight decay 0.05 by timm's grouping;
+ * classifier: soft-target CE, default betas, weight decay 0.05 on >= 2-D weights),
+ * training mode (dropout, drop path, masking). Prints steps/s and samples/s per
+ * backend and model; `--profile` adds the kernels that take the most time in one step;
+ * `--record` appends a section to bench/results.md.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import * as tf from "@tensorflow/tfjs";
+import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { classifierSmall, MtmModel, mtmSmall, type ParamStore, TokenClassifier } from "@lib/models";
+import { Rng } from "@lib/random";
+import { AdamW, addWeightDecay, softTargetCrossEntropy } from "@lib/train";
+
+const args = parseArgs({
+  args: Deno.args,
+  options: {
+    backend: { type: "string", default: "wasm,cpu" },
+    model: { type: "string", default: "mtm,cls" },
+    batch: { type: "string", default: "32" },
+    steps: { type: "string", default: "5" },
+    "cpu-steps": { type: "string", default: "1" },
+    warmup: { type: "string", default: "1" },
+    profile: { type: "boolean", default: false },
+    record: { type: "boolean", default: false },
+  },
+});
+const batch = Number(args.values.batch);
+const warmup = Number(args.values.warmup);
+
+interface Row {
+  backend: string;
+  model: string;
+  msPerStep: number;
+  cpuMsPerStep: number;
+  forwardMs: number;
+  steps: number;
+  profile: string[];
+}
+
+function optimizerFor(params: ParamStore, betas: [number, number]): AdamW {
+  const groups = addWeightDecay(params.entries(), 0.05);
+  return new AdamW(
+    groups.settings.map((s) => ({
+      name: s.name,
+      variable: params.get(s.name),
+      weightDecay: s.weightDecay,
+    })),
+    { betas },
+  );
+}
+
+interface Bench {
+  step: () => void;
+  forward: () => void;
+  dispose: () => void;
+}
+
+function mtmBench(): Bench {
+  const model = new MtmModel(mtmSmall(), new Rng(0));
+  const c = model.config;
+  const rng = new Rng(1);
+  const codes = tf.tensor3d(
+    Int32Array.from({ length: batch * c.gridSide ** 2 }, () => rng.int(0, c.codebookSize)),
+    [batch, c.gridSide, c.gridSide],
+    "int32",
+  );
+  const opt = optimizerFor(model.params, [0.9, 0.95]);
+  return {
+    step: () => {
+      const { value, grads } = model.params.valueAndGrads(() =>
+        model.forward(codes, { rng, training: true }).loss
+      );
+      opt.step(grads, 1.5e-4);
+      value.dataSync();
+      tf.dispose([value, ...grads.values()]);
+    },
+    forward: () => {
+      const o = model.forward(codes, { rng });
+      o.loss.dataSync();
+      tf.dispose([o.loss, o.logits, o.mask]);
+    },
+    dispose: () => {
+      codes.dispose();
+      opt.dispose();
+      model.dispose();
+    },
+  };
+}
+
+function clsBench(): Bench {
+  const model = new TokenClassifier(classifierSmall(), new Rng(0));
+  const c = model.config;
+  const rng = new Rng(1);
+  const codes = tf.tensor3d(
+    Int32Array.from({ length: batch * c.gridSide ** 2 }, () => rng.int(0, c.codebookSize)),
+    [batch, c.gridSide, c.gridSide],
+    "int32",
+  );
+  const soft = new Float32Array(batch * c.numClasses).fill(0.1 / c.numClasses);
+  for (let b = 0; b < batch; b++) soft[b * c.numClasses + rng.int(0, c.numClasses)] += 0.9;
+  const targets = tf.tensor2d(soft, [batch, c.numClasses]);
+  const opt = optimizerFor(model.params, [0.9, 0.999]);
+  return {
+    step: () => {
+      const { value, grads } = model.params.valueAndGrads(() =>
+        softTargetCrossEntropy(model.forward(codes, { rng, training: true }), targets)
+      );
+      opt.step(grads, 1e-3);
+      value.dataSync();
+      tf.dispose([value, ...grads.values()]);
+    },
+    forward: () => {
+      const l = model.forward(codes);
+      l.dataSync();
+      l.dispose();
+    },
+    dispose: () => {
+      tf.dispose([codes, targets]);
+      opt.dispose();
+      model.dispose();
+    },
+  };
+}
+
+async function profileStep(b: Bench): Promise<string[]> {
+  const info = await tf.profile(() => b.step());
+  const byKernel = new Map<string, { ms: number; n: number }>();
+  let total = 0;
+  for (const k of info.kernels) {
+    // Composite ops (`*__op`, custom gradients) contain kernels that are listed too.
+    if (k.name.endsWith("__op") || k.name === "unnamed scope") continue;
+    const ms = typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    total += ms;
+    const key = k.name === "BatchMatMul" || k.name === "_FusedMatMul"
+      ? `${k.name} ${k.inputShapes.map((s) => `[${s}]`).join("x")}`
+      : k.name;
+    const e = byKernel.get(key) ?? { ms: 0, n: 0 };
+    e.ms += ms;
+    e.n++;
+    byKernel.set(key, e);
+  }
+  return [...byKernel.entries()]
+    .sort((a, b) => b[1].ms - a[1].ms)
+    .slice(0, Number(Deno.env.get("BENCH_TOP") ?? 12))
+    .map(([name, e]) =>
+      `${name} ${e.ms.toFixed(0)} ms (${e.n} calls, ${(100 * e.ms / total).toFixed(0)}%)`
+    );
+}
+
+async function run(backend: string, model: string): Promise<Row> {
+  const b = model === "mtm" ? mtmBench() : clsBench();
+  const steps = backend === "cpu" ? Number(args.values["cpu-steps"]) : Number(args.values.steps);
+  try {
+    for (let i = 0; i < warmup; i++) b.step();
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    for (let i = 0; i < steps; i++) b.step();
+    const c1 = process.cpuUsage(c0);
+    const msPerStep = (performance.now() - t0) / steps;
+    const cpuMsPerStep = (c1.user + c1.system) / 1000 / steps;
+    const f0 = performance.now();
+    b.forward();
+    const forwardMs = performance.now() - f0;
+    const before = tf.memory().numTensors;
+    b.step();
+    if (tf.memory().numTensors !== before) {
+      throw new Error(`${model} step leaked ${tf.memory().numTensors - before} tensors`);
+    }
+    const profile = args.values.profile ? await profileStep(b) : [];
+    return { backend, model, msPerStep, cpuMsPerStep, forwardMs, steps, profile };
+  } finally {
+    b.dispose();
+  }
+}
+
+const rows: Row[] = [];
+const backends: string[] = [];
+for (const backend of args.values.backend.split(",")) {
+  const info = await initBackend({ backend: backend as BackendRequest });
+  backends.push(describeBackend(info));
+  console.error(describeBackend(info));
+  for (const model of args.values.model.split(",")) {
+    const r = await run(info.name, model);
+    rows.push(r);
+    console.log(
+      `${r.backend} ${r.model}: ${r.msPerStep.toFixed(0)} ms/step (process CPU ${
+        r.cpuMsPerStep.toFixed(0)
+      } ms), ${(1000 / r.msPerStep).toFixed(3)} steps/s, ` +
+        `${(batch * 1000 / r.msPerStep).toFixed(1)} samples/s (forward only ${
+          r.forwardMs.toFixed(0)
+        } ms; ${r.steps} timed steps)`,
+    );
+    for (const line of r.profile) console.log(`  ${line}`);
+  }
+}
+
+if (args.values.record) {
+  const ref: Record<string, number> = { mtm: 684, cls: 520 };
+  const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() =>
+    ""
+  )).match(/model name\s*:\s*(.*)/)?.[1] ??
+    "unknown CPU";
+  const lines = [
+    "",
+    `## train step: fixture-sized MTM and classifier (bench/train_step.ts), ${
+      new Date().toISOString().slice(0, 19)
+    }Z`,
+    "",
+    `- machine: ${cpu}, ${navigator.hardwareConcurrency} logical cores (shared), Deno ${Deno.version.deno}`,
+    `- command: \`deno task bench:train ${Deno.args.join(" ")}\``,
+    `- backends: ${backends.join("; ")}`,
+    `- batch ${batch}, 28x28 tokens, encoder 192 x 4 (3 heads), MTM decoder 128 x 2 (4 heads), 1000 classes;` +
+    " one step = forward + backward + lib/train AdamW update, training mode",
+    "",
+    "| backend | model | ms/step | steps/s | samples/s | forward only (ms) | reference PyTorch ms/step | ratio |",
+    "| ------- | ----- | ------- | ------- | --------- | ----------------- | ------------------------- | ----- |",
+    ...rows.map((r) =>
+      `| ${r.backend} | ${r.model} | ${r.msPerStep.toFixed(0)} | ${
+        (1000 / r.msPerStep).toFixed(3)
+      } | ` +
+      `${(batch * 1000 / r.msPerStep).toFixed(1)} | ${r.forwardMs.toFixed(0)} | ${
+        ref[r.model]
+      } | ` +
+      `${(r.msPerStep / ref[r.model]).toFixed(2)}x |`
+    ),
+  ];
+  for (const r of rows.filter((r) => r.profile.length > 0)) {
+    lines.push("", `Top kernels, ${r.backend} ${r.model} (one step, tf.profile):`, "");
+    for (const l of r.profile) lines.push(`- ${l}`);
+  }
+  await Deno.writeTextFile(new URL("./results.md", import.meta.url), lines.join("\n") + "\n", {
+    append: true,
+  });
+  console.error("appended to bench/results.md");
+}
