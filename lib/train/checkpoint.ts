@@ -123,7 +123,10 @@ async function atomicWrite(fs: CheckpointFs, path: string, bytes: Uint8Array): P
   }
 }
 
-/** @returns the weights file name of a step, e.g. `checkpoint-00000120.safetensors` */
+/**
+ * @param step completed optimizer steps
+ * @returns the weights file name of that step, e.g. `checkpoint-00000120.safetensors`
+ */
 export function weightsFileName(step: number): string {
   return `checkpoint-${String(step).padStart(8, "0")}.safetensors`;
 }

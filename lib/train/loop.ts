@@ -180,6 +180,7 @@ export interface EpochPlan {
 }
 
 /**
+ * How an epoch splits into micro-batches and optimizer steps.
  * @param records N
  * @param batchSize B
  * @param accumIter micro-batches per step

@@ -236,7 +236,13 @@ export function cropCodes(
 /**
  * Turn a micro-batch into model input codes: the augmentation hook when given, else a
  * crop to m. Shared by both recipes.
+ * @param b the micro-batch as read
+ * @param m the model's grid side
+ * @param crop the crop when there is no hook
+ * @param rng the `augment` generator (crop offsets, or handed to the hook)
+ * @param augment the augmentation step, if any
  * @returns `[B, m, m]` int32 codes and optional soft targets, owned by the caller
+ * @throws {TypeError} when the hook returns codes of another shape
  */
 export function inputCodes(
   b: MicroBatch,

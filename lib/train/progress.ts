@@ -29,7 +29,11 @@ export interface ProgressOptions {
   start?: number;
 }
 
-/** Format seconds as `1h02m`, `3m05s` or `42s`. */
+/**
+ * Format a duration for humans.
+ * @param seconds the duration
+ * @returns `1h02m`, `3m05s` or `42s` (`?` for a negative or non-finite value)
+ */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds) || seconds < 0) return "?";
   const s = Math.round(seconds);
