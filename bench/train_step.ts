@@ -149,12 +149,26 @@ async function profileStep(b: Bench): Promise<string[]> {
     e.n++;
     byKernel.set(key, e);
   }
-  return [...byKernel.entries()]
-    .sort((a, b) => b[1].ms - a[1].ms)
-    .slice(0, Number(Deno.env.get("BENCH_TOP") ?? 12))
-    .map(([name, e]) =>
-      `${name} ${e.ms.toFixed(0)} ms (${e.n} calls, ${(100 * e.ms / total).toFixed(0)}%)`
-    );
+  const cats = new Map<string, number>();
+  for (const [key, e] of byKernel) {
+    const cat = key.startsWith("BatchMatMul") || key.startsWith("_FusedMatMul")
+      ? "matMul"
+      : key === "Transpose"
+      ? "transpose"
+      : key;
+    cats.set(cat, (cats.get(cat) ?? 0) + e.ms);
+  }
+  const summary = [...cats.entries()].sort((a, b) => b[1] - a[1]).slice(0, 6)
+    .map(([k, ms]) => `${k} ${(100 * ms / total).toFixed(0)}%`).join(", ");
+  return [
+    `kernels ${total.toFixed(0)} ms: ${summary}`,
+    ...[...byKernel.entries()]
+      .sort((a, b) => b[1].ms - a[1].ms)
+      .slice(0, Number(Deno.env.get("BENCH_TOP") ?? 12))
+      .map(([name, e]) =>
+        `${name} ${e.ms.toFixed(0)} ms (${e.n} calls, ${(100 * e.ms / total).toFixed(0)}%)`
+      ),
+  ];
 }
 
 async function run(backend: string, model: string): Promise<Row> {

@@ -188,6 +188,7 @@ export class ParamStore {
   readonly #prefix: string;
 
   /**
+   * An empty store.
    * @param label a short label for the tfjs variable names (made unique per store)
    */
   constructor(label: string) {
@@ -222,6 +223,7 @@ export class ParamStore {
   }
 
   /**
+   * The variable of a parameter.
    * @param name reference name
    * @returns the variable (internal layout)
    * @throws {RangeError} for an unknown name
@@ -233,6 +235,7 @@ export class ParamStore {
   }
 
   /**
+   * The entry (variable, shape, layout, trainable) of a parameter.
    * @param name reference name
    * @returns its entry
    * @throws {RangeError} for an unknown name
@@ -244,6 +247,7 @@ export class ParamStore {
   }
 
   /**
+   * Whether a parameter exists.
    * @param name reference name
    * @returns whether the model has it
    */
@@ -251,22 +255,32 @@ export class ParamStore {
     return this.#entries.has(name);
   }
 
-  /** @returns every parameter, in registration order (stable across runs) */
+  /**
+   * Every parameter.
+   * @returns the entries, in registration order (stable across runs)
+   */
   entries(): ParamEntry[] {
     return [...this.#entries.values()];
   }
 
-  /** @returns every reference name, in registration order */
+  /**
+   * Every reference name.
+   * @returns the names, in registration order
+   */
   names(): string[] {
     return [...this.#entries.keys()];
   }
 
-  /** @returns the trainable variables, in registration order */
+  /**
+   * The variables the optimizer trains.
+   * @returns the trainable variables, in registration order
+   */
   trainableVariables(): tf.Variable[] {
     return this.entries().filter((e) => e.trainable).map((e) => e.variable);
   }
 
   /**
+   * The number of scalar parameters.
    * @param trainableOnly count only trainable parameters
    * @returns the number of scalar parameters
    */

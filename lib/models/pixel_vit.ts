@@ -163,6 +163,9 @@ export class PixelVit {
   readonly #block: BlockSpec;
 
   /**
+   * Build and initialize (blocks per `linearInit`, zero biases, LayerNorm 1/0, CLS
+   * N(0, 0.02), positions = the sin-cos table, patch conv PyTorch's default, head
+   * trunc-normal with `headInitStd`).
    * @param config overrides of the defaults
    * @param rng generator for the initial values
    */
