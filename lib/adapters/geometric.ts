@@ -14,7 +14,8 @@
  * applies one draw to the pixel image and to f's output): translations are stored as
  * fractions of the size and crop boxes in the grid they were drawn on; on a map whose size
  * differs, the boxes scale to fractional windows (bicubic over the window, clamped to the
- * map). With `perSample: true` every sample gets its own flip and chain (training).
+ * map). With `groupSize: k` every k consecutive samples share a flip and chain instead of the
+ * whole batch (training; 1 = per sample).
  *
  * @module
  */
@@ -23,13 +24,16 @@ import type { Rng } from "../random/mod.ts";
 import {
   affineWarp,
   applyWarp,
+  bicubicWeights,
   bicubicWindowWeights,
   checkMaps,
+  composeWarps,
   type CropBox,
-  cropResizeBicubic,
   drawRrcBox,
+  permutationWarp,
   resampleSeparable,
   roundHalfEven,
+  separableWarp,
   type SparseWarp,
   type Transform,
   uniformFloat32,
@@ -55,8 +59,13 @@ export interface GeometricAugConfig {
   cropScale?: [number, number];
   /** Aspect-ratio range of the random resized crop. @default {[0.75, 1.3333333333333333]} */
   cropRatio?: [number, number];
-  /** One flip and chain per sample instead of per batch (training). @default {false} */
-  perSample?: boolean;
+  /**
+   * Samples that share one flip/chain draw: 0 = the whole batch (the reference, one draw per
+   * half-batch), k = every k consecutive samples (training), 1 = every sample. Crops are
+   * always per sample.
+   * @default {0}
+   */
+  groupSize?: number;
   /** Round translations to whole pixels of the drawing grid, as RandomAffine does. @default {true} */
   roundTranslate?: boolean;
   /** torchvision's fill-mask blend at borders (see `affineWarp`). @default {true} */
@@ -76,7 +85,7 @@ const GEO_DEFAULTS: ResolvedGeometricAugConfig = {
   shearY: [0, 15],
   cropScale: [0.08, 1],
   cropRatio: [3 / 4, 4 / 3],
-  perSample: false,
+  groupSize: 0,
   roundTranslate: true,
   fillMask: true,
 };
@@ -116,6 +125,11 @@ export function resolveGeometricAugConfig(
     if (!(c[k] >= 0 && c[k] <= 1)) {
       throw new RangeError(`Geometric augmentation key "${k}": ${c[k]} is not in [0, 1]`);
     }
+  }
+  if (!Number.isInteger(c.groupSize) || c.groupSize < 0) {
+    throw new RangeError(
+      `Geometric augmentation groupSize ${c.groupSize}: expected an integer >= 0`,
+    );
   }
   if (!(c.degrees >= 0)) throw new RangeError(`Geometric augmentation degrees ${c.degrees} < 0`);
   if (!c.translate.every((t) => t >= 0 && t <= 1)) {
@@ -206,9 +220,10 @@ export function drawGeometricParams(
     throw new RangeError(`Cannot draw a geometric augmentation to size ${size}`);
   }
   const flip: boolean[] = [], steps: AffineStep[][] = [];
-  const shared = config.perSample ? null : drawUnit(rng, config, H, W);
+  const group = config.groupSize === 0 ? Math.max(B, 1) : config.groupSize;
+  let u = drawUnit(rng, config, H, W);
   for (let b = 0; b < B; b++) {
-    const u = shared ?? drawUnit(rng, config, H, W);
+    if (b > 0 && b % group === 0) u = drawUnit(rng, config, H, W);
     flip.push(u.flip);
     steps.push(u.steps);
   }
@@ -230,19 +245,6 @@ function stepWarp(H: number, W: number, s: AffineStep, fillMask: boolean): Spars
     ? { shearX: s.value }
     : { shearY: s.value };
   return affineWarp(H, W, p, { fillMask });
-}
-
-function permutationWarp(H: number, W: number, flip: boolean): SparseWarp {
-  const n = H * W;
-  const index = new Int32Array(n * 4), weight = new Float32Array(n * 4);
-  for (let r = 0; r < H; r++) {
-    for (let c = 0; c < W; c++) {
-      const o = (r * W + c) * 4;
-      index[o] = r * W + (flip ? W - 1 - c : c);
-      weight[o] = 1;
-    }
-  }
-  return { inH: H, inW: W, outH: H, outW: W, index, weight };
 }
 
 function sameSteps(a: AffineStep[], b: AffineStep[]): boolean {
@@ -280,33 +282,43 @@ export function applyGeometric(
     );
   }
   const fillMask = options.fillMask ?? true;
+  // runs of consecutive samples that share a flip and chain
+  const runs: [number, number][] = [];
+  for (let b = 0; b < B; b++) {
+    const last = runs[runs.length - 1];
+    if (
+      last !== undefined && params.flip[b] === params.flip[last[0]] &&
+      sameSteps(params.steps[b], params.steps[last[0]])
+    ) last[1]++;
+    else runs.push([b, 1]);
+  }
+  const cropAxes = (b: CropBox) =>
+    scaleH === 1 ? [bicubicWeights(H, outSize, b.i, b.h), bicubicWeights(W, outSize, b.j, b.w)] : [
+      bicubicWindowWeights(H, outSize, b.i * scaleH, b.h * scaleH),
+      bicubicWindowWeights(W, outSize, b.j * scaleW, b.w * scaleW),
+    ];
+  if (runs.length > Math.max(1, B / 4)) {
+    // (nearly) every sample its own chain: flip, chain and crop composed into one sparse map
+    // per sample (the product of the linear maps: the same result as applying them in turn)
+    const maps = params.boxes.map((box, b) => {
+      let m = permutationWarp(H, W, params.flip[b]);
+      for (const s of params.steps[b]) m = composeWarps(m, stepWarp(H, W, s, fillMask));
+      const [ry, cx] = cropAxes(box);
+      return composeWarps(m, separableWarp(ry, cx));
+    });
+    return applyWarp(x, maps);
+  }
+  // a few runs: each run's flip and warps shared (plain matMuls), then the crops per sample
   return tf.tidy(() => {
-    let cur = x;
-    const shared = params.flip.every((f) => f === params.flip[0]) &&
-      params.steps.every((s) => sameSteps(s, params.steps[0]));
-    if (shared) {
-      if (params.flip[0]) cur = tf.reverse(cur, 3);
-      for (const s of params.steps[0]) cur = applyWarp(cur, stepWarp(H, W, s, fillMask));
-    } else {
-      if (params.flip.some((f) => f)) {
-        cur = applyWarp(cur, params.flip.map((f) => permutationWarp(H, W, f)));
-      }
-      const depth = Math.max(...params.steps.map((s) => s.length));
-      for (let k = 0; k < depth; k++) {
-        cur = applyWarp(
-          cur,
-          params.steps.map((s) =>
-            k < s.length ? stepWarp(H, W, s[k], fillMask) : permutationWarp(H, W, false)
-          ),
-        );
-      }
-    }
-    if (scaleH === 1) return cropResizeBicubic(cur, params.boxes, [outSize, outSize]);
-    return resampleSeparable(
-      cur,
-      params.boxes.map((b) => bicubicWindowWeights(H, outSize, b.i * scaleH, b.h * scaleH)),
-      params.boxes.map((b) => bicubicWindowWeights(W, outSize, b.j * scaleW, b.w * scaleW)),
-    );
+    const parts = runs.map(([start, count]) => {
+      let cur = runs.length === 1 ? x : x.slice([start], [count]);
+      if (params.flip[start]) cur = tf.reverse(cur, 3);
+      for (const s of params.steps[start]) cur = applyWarp(cur, stepWarp(H, W, s, fillMask));
+      return cur;
+    });
+    const warped = parts.length === 1 ? parts[0] : tf.concat(parts);
+    const axes = params.boxes.map(cropAxes);
+    return resampleSeparable(warped, axes.map((a) => a[0]), axes.map((a) => a[1]));
   });
 }
 
@@ -338,7 +350,9 @@ export function geometricAugmentation(
 ): Transform<tf.Tensor4D, GeometricParams> {
   const c = resolveGeometricAugConfig(config);
   return {
-    description: `tokenadapt-geometric(${size}, ${c.perSample ? "per sample" : "per batch"})`,
+    description: `tokenadapt-geometric(${size}, ${
+      c.groupSize === 0 ? "one draw per batch" : `one draw per ${c.groupSize} samples`
+    })`,
     draw(input: tf.Tensor4D, rng: Rng): GeometricParams {
       return drawGeometricParams(checkMaps(input, "geometric augmentation input"), size, c, rng);
     },

@@ -556,16 +556,23 @@ export class TokenAdapt {
     });
   }
 
-  #encoder(x: tf.Tensor3D, prefix: string): tf.Tensor3D {
+  /** Positions `[B*L, D]` (+ the fixed table) -> layers -> final LayerNorm, still `[B*L, D]`. */
+  #encoder(x: tf.Tensor2D, table: tf.Tensor2D, batch: number, prefix: string): tf.Tensor2D {
     const c = this.config;
-    let h = x;
-    for (const p of this.#layers(prefix)) h = transformerLayer(h, p, c.heads, c.headDim, c.normEps);
+    const L = table.shape[0];
+    let h = tf.add(x.reshape([batch, L, c.width]), table).reshape([
+      batch * L,
+      c.width,
+    ]) as tf.Tensor2D;
+    for (const p of this.#layers(prefix)) {
+      h = transformerLayer(h, p, batch, L, c.heads, c.normEps);
+    }
     return layerNorm(
       h,
       this.#v(`${prefix}.transformer.norm.weight`),
       this.#v(`${prefix}.transformer.norm.bias`),
       c.normEps,
-    ) as tf.Tensor3D;
+    );
   }
 
   /**
@@ -582,15 +589,20 @@ export class TokenAdapt {
     checkMap(emb, [d, n, n], "TokenAdapt.convert input");
     const B = emb.shape[0];
     return tf.tidy(() => {
-      const x = emb.transpose([0, 2, 3, 1]).reshape([B, n * n, d]);
+      const x = emb.transpose([0, 2, 3, 1]).reshape([B * n * n, d]) as tf.Tensor2D;
       const h = linear(
         x,
         this.#v("conversion_function.0.weight"),
         this.#v("conversion_function.0.bias"),
-      )
-        .add(this.#tables.get(CONVERSION_TABLE_KEY)!) as tf.Tensor3D;
-      const z = this.#encoder(h, "conversion_function.1");
-      const px = linear(z, this.#v("conversion_function.1.to_pixel.1.weight")) // [B, n*n, d*4]
+      );
+      const z = this.#encoder(
+        h,
+        this.#tables.get(CONVERSION_TABLE_KEY)!,
+        B,
+        "conversion_function.1",
+      );
+      // ConvTranspose2d(k=2, s=2): one matMul to [B*n*n, d*2*2], then the 2x2 blocks in place
+      const px = linear(z, this.#v("conversion_function.1.to_pixel.1.weight"))
         .reshape([B, n, n, d, 2, 2])
         .transpose([0, 3, 1, 4, 2, 5])
         .reshape([B, d, 2 * n, 2 * n]);
@@ -614,19 +626,17 @@ export class TokenAdapt {
     checkMap(x, [d, 2 * m, 2 * m], "TokenAdapt.invertLogits input");
     const B = x.shape[0];
     return tf.tidy(() => {
+      // Conv2d(k=2, s=2): the 2x2 patches as rows, then one matMul
       const patches = x.reshape([B, d, m, 2, m, 2]).transpose([0, 2, 4, 1, 3, 5])
-        .reshape([B, m * m, d * 4]);
+        .reshape([B * m * m, d * 4]) as tf.Tensor2D;
       const h = linear(
         patches,
         this.#v("reverse_transform.0.to_patch_embedding.0.weight"),
         this.#v("reverse_transform.0.to_patch_embedding.0.bias"),
-      ).add(this.#tables.get(INVERSION_TABLE_KEY)!) as tf.Tensor3D;
-      const z = this.#encoder(h, "reverse_transform.0");
-      return linear(
-        z,
-        this.#v("reverse_transform.1.weight"),
-        this.#v("reverse_transform.1.bias"),
-      ) as tf.Tensor3D;
+      );
+      const z = this.#encoder(h, this.#tables.get(INVERSION_TABLE_KEY)!, B, "reverse_transform.0");
+      return linear(z, this.#v("reverse_transform.1.weight"), this.#v("reverse_transform.1.bias"))
+        .reshape([B, m * m, c.codebookSize]) as tf.Tensor3D;
     });
   }
 

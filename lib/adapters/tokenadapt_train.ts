@@ -2,7 +2,8 @@
  * Training TokenAdapt on a tokenizer this project owns (the reference ships only weights).
  *
  * A pair is (tokens of an image x, tokens of the geometrically augmented image A(x)). One
- * draw of A ({@linkcode drawGeometricParams}, per sample) is applied twice: to the pixel
+ * draw of A ({@linkcode drawGeometricParams}; flip and chain shared by 8 consecutive samples,
+ * crops per sample) is applied twice: to the pixel
  * image (zero-padded to the tokenizer's frame, warped, cropped back, re-tokenized: the target
  * `T(A(x))`), and to f's output in feature space (translations are fractions of the size and
  * crop boxes scale with the resolution, so both see the same geometry). Loss: K-way
@@ -66,9 +67,9 @@ export interface TokenAdaptTrainConfig {
   /** Learning rate at the end of the cosine decay. @default {1e-5} */
   minLr?: number;
   /**
-   * The augmentation A (per sample). Crops default to area [0.2, 1], the pre-training range
+   * The augmentation A (one flip/chain per 8 samples, crops per sample). Crops default to area [0.2, 1], the pre-training range
    * of the section-6 step; the rest are the reference's values.
-   * @default {{ perSample: true, cropScale: [0.2, 1] }}
+   * @default {{ groupSize: 8, cropScale: [0.2, 1] }}
    */
   geometric?: GeometricAugConfig;
 }
@@ -114,7 +115,7 @@ export function resolveTokenAdaptTrainConfig(
     warmupSteps: config.warmupSteps ?? 100,
     minLr: config.minLr ?? 1e-5,
     geometric: resolveGeometricAugConfig({
-      perSample: true,
+      groupSize: 8,
       cropScale: [0.2, 1],
       ...config.geometric,
     }),

@@ -348,10 +348,11 @@ export function inverseAffineMatrix(
 }
 
 /**
- * A bilinear warp as a sparse linear map from an `inH x inW` grid to an `outH x outW` grid:
- * 4 (source index, weight) pairs per output pixel, row-major pixel order. Taps outside the
- * source have weight 0 (zero fill). Build with {@linkcode affineWarp}, apply with
- * {@linkcode applyWarp}.
+ * A linear resampling map from an `inH x inW` grid to an `outH x outW` grid, stored sparsely:
+ * `taps` (source index, weight) pairs per output pixel, row-major pixel order, unused slots
+ * with weight 0. A bilinear affine warp has 4 taps ({@linkcode affineWarp}); compositions
+ * ({@linkcode composeWarps}) and bicubic crops ({@linkcode separableWarp}) have more. Apply
+ * with {@linkcode applyWarp}.
  */
 export interface SparseWarp {
   /** Source grid height. */
@@ -362,9 +363,11 @@ export interface SparseWarp {
   outH: number;
   /** Target grid width. */
   outW: number;
-  /** `[outH*outW*4]` source pixel indices (`row * inW + col`), 0 for out-of-bounds taps. */
+  /** Slots per output pixel. */
+  taps: number;
+  /** `[outH*outW*taps]` source pixel indices (`row * inW + col`), 0 in unused slots. */
   index: Int32Array;
-  /** `[outH*outW*4]` float32 weights. */
+  /** `[outH*outW*taps]` float32 weights, 0 in unused slots. */
   weight: Float32Array;
 }
 
@@ -437,14 +440,134 @@ export function affineWarp(
       });
     }
   }
-  return { inH: height, inW: width, outH: height, outW: width, index, weight };
+  return { inH: height, inW: width, outH: height, outW: width, taps: 4, index, weight };
 }
 
 /**
- * The transposed structure of a warp, for its gradient: for each source pixel, the output
- * pixels that read it (padded with weight 0 to the largest count).
+ * The identity map of a grid, or its horizontal mirror (one tap of weight 1 per pixel).
+ * @param height grid height
+ * @param width grid width
+ * @param flip mirror the columns
+ * @returns the map
+ * @throws {RangeError} for bad sizes
  */
-function transposeWarp(w: SparseWarp): { index: Int32Array; weight: Float32Array; k: number } {
+export function permutationWarp(height: number, width: number, flip = false): SparseWarp {
+  checkSize(height, "height");
+  checkSize(width, "width");
+  const n = height * width;
+  const index = new Int32Array(n), weight = new Float32Array(n).fill(1);
+  for (let r = 0; r < height; r++) {
+    for (let c = 0; c < width; c++) index[r * width + c] = r * width + (flip ? width - 1 - c : c);
+  }
+  return { inH: height, inW: width, outH: height, outW: width, taps: 1, index, weight };
+}
+
+/**
+ * Separable resampling weights (e.g. a torch-exact bicubic crop-resize) as one sparse 2-D map:
+ * output pixel `(i, j)` takes `rows[y, i] * cols[x, j]` from source pixel `(y, x)`.
+ * @param rows weights along H, `[inH, outH]`
+ * @param cols weights along W, `[inW, outW]`
+ * @returns the map
+ */
+export function separableWarp(rows: AxisWeights, cols: AxisWeights): SparseWarp {
+  const nz = (w: AxisWeights) =>
+    Array.from({ length: w.outSize }, (_, o) => {
+      const list: [number, number][] = [];
+      for (let s = 0; s < w.inSize; s++) {
+        const v = w.data[s * w.outSize + o];
+        if (v !== 0) list.push([s, v]);
+      }
+      return list;
+    });
+  const ry = nz(rows), cx = nz(cols);
+  const taps = Math.max(1, ...ry.map((l) => l.length)) * Math.max(1, ...cx.map((l) => l.length));
+  const outH = rows.outSize, outW = cols.outSize, inW = cols.inSize;
+  const index = new Int32Array(outH * outW * taps), weight = new Float32Array(outH * outW * taps);
+  for (let i = 0; i < outH; i++) {
+    for (let j = 0; j < outW; j++) {
+      let t = (i * outW + j) * taps;
+      for (const [y, wy] of ry[i]) {
+        for (const [x, wx] of cx[j]) {
+          index[t] = y * inW + x;
+          weight[t++] = wy * wx;
+        }
+      }
+    }
+  }
+  return { inH: rows.inSize, inW, outH, outW, taps, index, weight };
+}
+
+/**
+ * The composition "apply `first`, then `second`" as one sparse map (the product of the two
+ * linear maps, exact up to float32 rounding of the products).
+ * @param first applied first
+ * @param second applied to the result of `first`
+ * @returns the composed map from `first`'s source grid to `second`'s target grid
+ * @throws {TypeError} when `second` does not read `first`'s output grid
+ */
+export function composeWarps(first: SparseWarp, second: SparseWarp): SparseWarp {
+  if (second.inH !== first.outH || second.inW !== first.outW) {
+    throw new TypeError(
+      `Cannot compose a warp to ${first.outH}x${first.outW} with one from ${second.inH}x${second.inW}`,
+    );
+  }
+  const nOut = second.outH * second.outW;
+  const rows: Map<number, number>[] = [];
+  let taps = 1;
+  for (let r = 0; r < nOut; r++) {
+    const acc = new Map<number, number>();
+    for (let t = r * second.taps; t < (r + 1) * second.taps; t++) {
+      const w2 = second.weight[t];
+      if (w2 === 0) continue;
+      const mid = second.index[t];
+      for (let u = mid * first.taps; u < (mid + 1) * first.taps; u++) {
+        const w1 = first.weight[u];
+        if (w1 === 0) continue;
+        const src = first.index[u];
+        acc.set(src, (acc.get(src) ?? 0) + w2 * w1);
+      }
+    }
+    rows.push(acc);
+    taps = Math.max(taps, acc.size);
+  }
+  const index = new Int32Array(nOut * taps), weight = new Float32Array(nOut * taps);
+  rows.forEach((acc, r) => {
+    let t = r * taps;
+    for (const [src, w] of acc) {
+      index[t] = src;
+      weight[t++] = w;
+    }
+  });
+  return {
+    inH: first.inH,
+    inW: first.inW,
+    outH: second.outH,
+    outW: second.outW,
+    taps,
+    index,
+    weight,
+  };
+}
+
+/**
+ * The dense `[outH*outW, inH*inW]` matrix of a sparse warp (tests, small maps).
+ * @param warp the warp
+ * @returns row-major float32 matrix
+ */
+export function warpToDense(warp: SparseWarp): Float32Array {
+  const nIn = warp.inH * warp.inW;
+  const m = new Float32Array(warp.outH * warp.outW * nIn);
+  for (let t = 0; t < warp.index.length; t++) {
+    if (warp.weight[t] !== 0) m[Math.floor(t / warp.taps) * nIn + warp.index[t]] += warp.weight[t];
+  }
+  return m;
+}
+
+/**
+ * The transposed structure of a warp, for the gather gradient: for each source pixel, the
+ * output pixels that read it (padded with weight 0 to the largest count).
+ */
+function transposeWarp(w: SparseWarp): SparseWarp {
   const nIn = w.inH * w.inW;
   const counts = new Int32Array(nIn);
   for (let t = 0; t < w.index.length; t++) if (w.weight[t] !== 0) counts[w.index[t]]++;
@@ -456,34 +579,51 @@ function transposeWarp(w: SparseWarp): { index: Int32Array; weight: Float32Array
     if (w.weight[t] === 0) continue;
     const src = w.index[t];
     const slot = src * k + fill[src]++;
-    index[slot] = Math.floor(t / 4);
+    index[slot] = Math.floor(t / w.taps);
     weight[slot] = w.weight[t];
   }
-  return { index, weight, k };
+  return { inH: w.outH, inW: w.outW, outH: w.inH, outW: w.inW, taps: k, index, weight };
 }
 
 function gatherSum(
   x: tf.Tensor2D,
   index: tf.Tensor1D,
   weight: tf.Tensor2D,
-  nOut: number,
   k: number,
 ): tf.Tensor2D {
-  const n = x.shape[0];
+  const n = x.shape[0], nOut = weight.shape[0];
   return tf.gather(x, index, 1).reshape([n, nOut, k]).mul(weight).sum(2) as tf.Tensor2D;
 }
 
+/** Options of {@linkcode applyWarp}. */
+export interface ApplyWarpOptions {
+  /**
+   * `dense`: each map as a dense `[in, out]` matrix applied by matMul (fast for small grids);
+   * `gather`: gathers of the taps (memory `O(out x taps)`, for large grids); `auto` picks
+   * dense when the dense matrices hold at most 4M values and the grid has under 190 source
+   * pixels per tap (where a matMul beats a gather on wasm).
+   * @default {"auto"}
+   */
+  method?: "auto" | "dense" | "gather";
+}
+
 /**
- * Apply sparse warps to a batch: one warp for all samples, or one per sample. The gradient
- * with respect to `x` is the transposed sparse map, computed by gathers too (tfjs' gather
- * gradient needs UnsortedSegmentSum, which wasm lacks; `tf.image.transform` has no gradient).
+ * Apply sparse maps to a batch: one map for all samples, or one per sample. Differentiable
+ * with respect to `x`; the gradient is the transposed map, computed the same way
+ * (`tf.image.transform` has no gradient; tfjs' gather gradient needs UnsortedSegmentSum,
+ * which wasm lacks).
  *
  * @param x `[B, C, inH, inW]` float32 (not disposed)
- * @param warp one warp, or an array of B warps (all of the same grid sizes)
+ * @param warp one map, or an array of B maps (all with the same grid sizes)
+ * @param options dense or gather application
  * @returns `[B, C, outH, outW]` float32, owned by the caller
- * @throws {TypeError} when a warp does not fit the map or the warp count is not B
+ * @throws {TypeError} when a map does not fit the batch or the map count is not B
  */
-export function applyWarp(x: tf.Tensor4D, warp: SparseWarp | readonly SparseWarp[]): tf.Tensor4D {
+export function applyWarp(
+  x: tf.Tensor4D,
+  warp: SparseWarp | readonly SparseWarp[],
+  options: ApplyWarpOptions = {},
+): tf.Tensor4D {
   const [B, C, H, W] = check4d(x, "warp input");
   const list = Array.isArray(warp) ? warp : [warp as SparseWarp];
   if (Array.isArray(warp) && warp.length !== B) {
@@ -497,22 +637,32 @@ export function applyWarp(x: tf.Tensor4D, warp: SparseWarp | readonly SparseWarp
       );
     }
   }
-  const nIn = H * W, nOut = outH * outW;
-  // Several warps: one block-diagonal map over the flattened batch, x viewed as [C, B*nIn].
-  const G = list.length;
-  const fw = G === 1 ? list[0] : {
-    inH: G * H,
-    inW: W,
-    outH: G * outH,
-    outW,
-    index: new Int32Array(G * nOut * 4),
-    weight: new Float32Array(G * nOut * 4),
-  };
-  if (G > 1) {
+  const nIn = H * W, nOut = outH * outW, G = list.length;
+  const taps = Math.max(...list.map((w) => w.taps));
+  const method = options.method ?? "auto";
+  const dense = method === "dense" ||
+    (method === "auto" && G * nIn * nOut <= 4_194_304 && nIn < 190 * taps);
+  if (dense) return applyDense(x, list, nIn, nOut);
+  // Several maps: one block-diagonal map over the flattened batch, x viewed as [C, B*nIn].
+  let fw: SparseWarp;
+  if (G === 1) {
+    fw = list[0];
+  } else {
+    fw = {
+      inH: G * H,
+      inW: W,
+      outH: G * outH,
+      outW,
+      taps,
+      index: new Int32Array(G * nOut * taps),
+      weight: new Float32Array(G * nOut * taps),
+    };
     list.forEach((w, b) => {
-      for (let t = 0; t < nOut * 4; t++) {
-        fw.index[b * nOut * 4 + t] = w.index[t] + b * nIn;
-        fw.weight[b * nOut * 4 + t] = w.weight[t];
+      for (let r = 0; r < nOut; r++) {
+        for (let k = 0; k < w.taps; k++) {
+          fw.index[(b * nOut + r) * taps + k] = w.index[r * w.taps + k] + b * nIn;
+          fw.weight[(b * nOut + r) * taps + k] = w.weight[r * w.taps + k];
+        }
       }
     });
   }
@@ -523,11 +673,11 @@ export function applyWarp(x: tf.Tensor4D, warp: SparseWarp | readonly SparseWarp
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const xs = args[0] as tf.Tensor2D, save = args[1] as tf.GradSaveFunc;
     const idx = tf.tensor1d(fw.index, "int32");
-    const wts = tf.tensor2d(fw.weight, [totalOut, 4]);
-    const value = gatherSum(xs, idx, wts, totalOut, 4);
-    save([tf.tensor1d(tw.index, "int32"), tf.tensor2d(tw.weight, [totalIn, tw.k])]);
+    const wts = tf.tensor2d(fw.weight, [totalOut, fw.taps]);
+    const value = gatherSum(xs, idx, wts, fw.taps);
+    save([tf.tensor1d(tw.index, "int32"), tf.tensor2d(tw.weight, [totalIn, tw.taps])]);
     const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) =>
-      gatherSum(dy as tf.Tensor2D, saved[0] as tf.Tensor1D, saved[1] as tf.Tensor2D, totalIn, tw.k);
+      gatherSum(dy as tf.Tensor2D, saved[0] as tf.Tensor1D, saved[1] as tf.Tensor2D, tw.taps);
     return { value, gradFunc };
   });
   return tf.tidy(() => {
@@ -541,16 +691,39 @@ export function applyWarp(x: tf.Tensor4D, warp: SparseWarp | readonly SparseWarp
   });
 }
 
-/**
- * The dense `[outH*outW, inH*inW]` matrix of a sparse warp (for tests and small maps).
- * @param warp the warp
- * @returns row-major float32 matrix
- */
-export function warpToDense(warp: SparseWarp): Float32Array {
-  const nIn = warp.inH * warp.inW;
-  const m = new Float32Array(warp.outH * warp.outW * nIn);
-  for (let t = 0; t < warp.index.length; t++) {
-    m[Math.floor(t / 4) * nIn + warp.index[t]] += warp.weight[t];
-  }
-  return m;
+/** Dense application: `x [B, C, nIn] @ M^T`, gradient `dy @ M`, both without transposes. */
+function applyDense(
+  x: tf.Tensor4D,
+  list: readonly SparseWarp[],
+  nIn: number,
+  nOut: number,
+): tf.Tensor4D {
+  const [B, C] = x.shape;
+  const G = list.length;
+  const mT = new Float32Array(G * nIn * nOut), m = new Float32Array(G * nOut * nIn);
+  list.forEach((w, g) => {
+    for (let t = 0; t < w.index.length; t++) {
+      const v = w.weight[t];
+      if (v === 0) continue;
+      const r = Math.floor(t / w.taps), s = w.index[t];
+      mT[g * nIn * nOut + s * nOut + r] += v;
+      m[g * nOut * nIn + r * nIn + s] += v;
+    }
+  });
+  const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
+    const xs = args[0] as tf.Tensor, save = args[1] as tf.GradSaveFunc;
+    const value = G === 1
+      ? tf.matMul(xs as tf.Tensor2D, tf.tensor2d(mT, [nIn, nOut]))
+      : tf.matMul(xs as tf.Tensor3D, tf.tensor3d(mT, [G, nIn, nOut]));
+    save([G === 1 ? tf.tensor2d(m, [nOut, nIn]) : tf.tensor3d(m, [G, nOut, nIn])]);
+    const gradFunc = (dy: tf.Tensor, saved: tf.Tensor[]) =>
+      G === 1
+        ? tf.matMul(dy as tf.Tensor2D, saved[0] as tf.Tensor2D)
+        : tf.matMul(dy as tf.Tensor3D, saved[0] as tf.Tensor3D);
+    return { value, gradFunc };
+  });
+  return tf.tidy(() => {
+    const rows = G === 1 ? x.reshape([B * C, nIn]) : x.reshape([B, C, nIn]);
+    return op(rows).reshape([B, C, list[0].outH, list[0].outW]) as tf.Tensor4D;
+  });
 }

@@ -22,7 +22,7 @@ Deno.test("geometric draws: seeded, JSON-serializable, one flip/chain per batch 
   const p = drawGeometricParams(
     [6, 4, 16, 16],
     12,
-    resolveGeometricAugConfig({ perSample: true }),
+    resolveGeometricAugConfig({ groupSize: 1 }),
     new Rng(3),
   );
   assert.ok(new Set(p.steps.map((s) => JSON.stringify(s))).size > 1, "per-sample chains differ");
@@ -124,7 +124,7 @@ for (const backend of ["cpu", "wasm"] as const) {
 
   Deno.test(`[${backend}] geometricAugmentation is differentiable and returns [B, C, size, size]`, async () => {
     await initBackend({ backend });
-    const aug = geometricAugmentation(6, { chainProb: 1, stepProb: 1, perSample: true });
+    const aug = geometricAugmentation(6, { chainProb: 1, stepProb: 1, groupSize: 1 });
     const x = tf.randomNormal([2, 3, 8, 8], 0, 1, "float32", 4) as tf.Tensor4D;
     const p = aug.draw(x, new Rng(5));
     assert.equal(p.steps[0].length, 5);
@@ -156,3 +156,30 @@ Deno.test("geometric settings: unknown keys and bad ranges are refused", () => {
   });
   x.dispose();
 });
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`[${backend}] composed per-sample path equals the step-by-step path sample by sample`, async () => {
+    await initBackend({ backend });
+    const c = resolveGeometricAugConfig({ chainProb: 1, stepProb: 0.7, groupSize: 1 });
+    const x = tf.randomNormal([5, 2, 12, 12], 0, 1, "float32", 8) as tf.Tensor4D;
+    const p = drawGeometricParams(x.shape, 10, c, new Rng(4));
+    const before = tf.memory().numTensors;
+    const all = applyGeometric(x, p);
+    for (let b = 0; b < 5; b++) {
+      const one: GeometricParams = {
+        ...p,
+        flip: [p.flip[b]],
+        steps: [p.steps[b]],
+        boxes: [p.boxes[b]],
+      };
+      const d = tf.tidy(() => {
+        const y = applyGeometric(x.slice([b], [1]), one);
+        return all.slice([b], [1]).sub(y).abs().max().dataSync()[0];
+      });
+      assert.ok(d < 1e-5, `sample ${b} differs by ${d}`);
+    }
+    all.dispose();
+    assert.equal(tf.memory().numTensors, before);
+    x.dispose();
+  });
+}
