@@ -300,7 +300,8 @@ export class ParamStore {
   }
 
   /**
-   * Every parameter in PyTorch layout (copies), by reference name.
+   * Every parameter in PyTorch layout (copies), by reference name. Reads synchronously
+   * (cpu, wasm); use {@linkcode ParamStore.readStateDict} on GPU backends.
    * @returns float32 host tensors, in registration order
    */
   stateDict(): Map<string, HostTensor> {
@@ -313,7 +314,8 @@ export class ParamStore {
 
   /**
    * Convert a tensor in a parameter's internal layout (its value or its gradient) to a
-   * PyTorch-layout host tensor (synchronous read).
+   * PyTorch-layout host tensor (synchronous read: cpu, wasm; see
+   * {@linkcode ParamStore.toTorchAsync}).
    * @param name reference name of the parameter
    * @param t a tensor of the parameter's internal shape
    * @returns float32 host tensor in PyTorch layout
@@ -326,6 +328,32 @@ export class ParamStore {
       ? new Float32Array(raw)
       : internalToTorch(e.layout, e.shape, raw);
     return { dtype: "float32", shape: [...e.shape], data };
+  }
+
+  /**
+   * Like {@linkcode ParamStore.toTorch} with an asynchronous read (works on every
+   * backend, webgpu included).
+   * @param name reference name of the parameter
+   * @param t a tensor of the parameter's internal shape
+   * @returns float32 host tensor in PyTorch layout
+   */
+  async toTorchAsync(name: string, t: tf.Tensor): Promise<HostTensor<"float32">> {
+    const e = this.entry(name);
+    const raw = Float32Array.from(await t.data() as Float32Array);
+    const data = e.layout === "plain" ? raw : internalToTorch(e.layout, e.shape, raw);
+    return { dtype: "float32", shape: [...e.shape], data };
+  }
+
+  /**
+   * Like {@linkcode ParamStore.stateDict} with asynchronous reads (every backend).
+   * @returns float32 host tensors in PyTorch layout, in registration order
+   */
+  async readStateDict(): Promise<Map<string, HostTensor>> {
+    const out = new Map<string, HostTensor>();
+    for (const e of this.#entries.values()) {
+      out.set(e.name, await this.toTorchAsync(e.name, e.variable));
+    }
+    return out;
   }
 
   /**

@@ -25,10 +25,12 @@ import { compareClose, compareScalar, type ComparisonResult, resolveTolerance } 
 import type { Fixture } from "./fixture.ts";
 import {
   type Captured,
-  captureInto,
   compareGrads,
   epsResult,
+  hostCopy,
   nameSetResult,
+  Recorder,
+  scalarOf,
   statusResult,
 } from "./mtm.ts";
 import type { ParitySection } from "./sections.ts";
@@ -154,9 +156,16 @@ async function* runCls(fx: Fixture): AsyncGenerator<ComparisonResult> {
     );
     tensors.push(codes, labels, soft);
 
-    const captured = new Map<string, Captured>();
-    const logits = model.forward(codes, { record: captureInto(captured) });
-    tensors.push(logits);
+    const recorder = new Recorder();
+    let captured: Map<string, Captured>;
+    let logits: tf.Tensor2D;
+    try {
+      logits = model.forward(codes, { record: recorder.record });
+      tensors.push(logits);
+      captured = await recorder.read();
+    } finally {
+      recorder.dispose();
+    }
     for (const name of ["act_patch_embed", "pooled_before_norm", "features"]) {
       const got = captured.get(name);
       yield got === undefined
@@ -166,7 +175,7 @@ async function* runCls(fx: Fixture): AsyncGenerator<ComparisonResult> {
     yield compareClose(
       SECTION,
       "logits",
-      { shape: logits.shape, data: logits.dataSync() },
+      await hostCopy(logits),
       get("logits"),
       ioTol,
     );
@@ -179,7 +188,7 @@ async function* runCls(fx: Fixture): AsyncGenerator<ComparisonResult> {
     ];
     for (const [name, f] of losses) {
       const l = f();
-      const got = l.dataSync()[0];
+      const got = await scalarOf(l);
       l.dispose();
       const refValue = fx.get<number>(`cls.${name}`);
       yield compareScalar(SECTION, name, got, refValue, resolveTolerance(lossSpec, [refValue]));
@@ -194,11 +203,11 @@ async function* runCls(fx: Fixture): AsyncGenerator<ComparisonResult> {
       yield compareScalar(
         SECTION,
         "loss_soft_target:grad_pass",
-        value.dataSync()[0],
+        await scalarOf(value),
         refValue,
         resolveTolerance(lossSpec, [refValue]),
       );
-      for (const r of compareGrads(SECTION, model.params, grads, refGrads, gradTol)) yield r;
+      for (const r of await compareGrads(SECTION, model.params, grads, refGrads, gradTol)) yield r;
     } finally {
       value.dispose();
       tf.dispose([...grads.values()]);

@@ -43,14 +43,58 @@ export interface Captured {
 }
 
 /**
- * A `record` callback that copies every activation it receives into `into`.
- * @param into where to store the copies
- * @returns the callback
+ * Collects activations passed to a model's `record` callback (as kept clones, so that
+ * they can be read asynchronously on any backend afterwards).
  */
-export function captureInto(into: Map<string, Captured>): (name: string, t: tf.Tensor) => void {
-  return (name, t) => {
-    into.set(name, { shape: [...t.shape], data: Float32Array.from(t.dataSync() as Float32Array) });
+export class Recorder {
+  #tensors = new Map<string, tf.Tensor>();
+
+  /** The callback to pass as `record`. */
+  readonly record = (name: string, t: tf.Tensor): void => {
+    this.#tensors.get(name)?.dispose();
+    this.#tensors.set(name, tf.keep(t.clone()));
   };
+
+  /**
+   * Read every recorded activation and dispose the clones.
+   * @returns host copies by name
+   */
+  async read(): Promise<Map<string, Captured>> {
+    const out = new Map<string, Captured>();
+    for (const [name, t] of this.#tensors) {
+      out.set(name, {
+        shape: [...t.shape],
+        data: Float32Array.from(await t.data() as Float32Array),
+      });
+      t.dispose();
+    }
+    this.#tensors.clear();
+    return out;
+  }
+
+  /** Dispose whatever was not read. */
+  dispose(): void {
+    for (const t of this.#tensors.values()) t.dispose();
+    this.#tensors.clear();
+  }
+}
+
+/**
+ * A host copy of a tensor's values with its shape (asynchronous read).
+ * @param t the tensor
+ * @returns shape and values
+ */
+export async function hostCopy(t: tf.Tensor): Promise<Captured> {
+  return { shape: [...t.shape], data: Float32Array.from(await t.data() as Float32Array) };
+}
+
+/**
+ * The value of a scalar tensor (asynchronous read).
+ * @param t a one-element tensor
+ * @returns its value
+ */
+export async function scalarOf(t: tf.Tensor): Promise<number> {
+  return (await t.data())[0] as number;
 }
 
 /**
@@ -183,13 +227,13 @@ export function epsResult(
  * @param spec gradient tolerance
  * @returns one result per reference gradient, then the name-set check
  */
-export function compareGrads(
+export async function compareGrads(
   section: string,
   store: ParamStore,
   grads: Map<string, tf.Tensor>,
   ref: Map<string, HostTensor>,
   spec: ToleranceSpec,
-): ComparisonResult[] {
+): Promise<ComparisonResult[]> {
   const out: ComparisonResult[] = [];
   for (const [name, r] of ref) {
     const g = grads.get(name);
@@ -197,7 +241,7 @@ export function compareGrads(
       out.push(statusResult(section, `grad:${name}`, ["no gradient computed"], 1));
       continue;
     }
-    out.push(compareClose(section, `grad:${name}`, store.toTorch(name, g), r, spec));
+    out.push(compareClose(section, `grad:${name}`, await store.toTorchAsync(name, g), r, spec));
   }
   out.push(nameSetResult(section, "trainable_parameters", grads.keys(), ref.keys()));
   return out;
@@ -281,11 +325,18 @@ async function* runMtm(fx: Fixture): AsyncGenerator<ComparisonResult> {
     }, get("gt_indices"));
 
     // Forward (eval mode) with every activation recorded.
-    const captured = new Map<string, Captured>();
-    const record = captureInto(captured);
-    const latent = model.forwardEncoder(codes, plan, { record });
-    const logits = model.forwardDecoder(latent, plan, { record });
-    tensors.push(latent, logits);
+    const recorder = new Recorder();
+    let captured: Map<string, Captured>;
+    let logits: tf.Tensor3D;
+    try {
+      const latent = model.forwardEncoder(codes, plan, { record: recorder.record });
+      tensors.push(latent);
+      logits = model.forwardDecoder(latent, plan, { record: recorder.record });
+      tensors.push(logits);
+      captured = await recorder.read();
+    } finally {
+      recorder.dispose();
+    }
     for (
       const name of [
         "act_token_emb",
@@ -305,7 +356,7 @@ async function* runMtm(fx: Fixture): AsyncGenerator<ComparisonResult> {
     yield compareClose(
       SECTION,
       "logits",
-      { shape: logits.shape, data: logits.dataSync() },
+      await hostCopy(logits),
       get("logits"),
       ioTol,
     );
@@ -323,7 +374,7 @@ async function* runMtm(fx: Fixture): AsyncGenerator<ComparisonResult> {
           yield compareClose(
             SECTION,
             `loss_tokens_${tag}`,
-            { shape: l.tokenLoss.shape, data: l.tokenLoss.dataSync() },
+            await hostCopy(l.tokenLoss),
             tokenRef,
             ioTol,
           );
@@ -333,13 +384,13 @@ async function* runMtm(fx: Fixture): AsyncGenerator<ComparisonResult> {
           yield compareClose(
             SECTION,
             `loss_patches_${tag}`,
-            { shape: l.patchLoss.shape, data: l.patchLoss.dataSync() },
+            await hostCopy(l.patchLoss),
             patchRef,
             ioTol,
           );
         }
         const ref = fx.get<number>(`mtm.loss_${tag}`);
-        const got = l.loss.dataSync()[0];
+        const got = await scalarOf(l.loss);
         yield compareScalar(SECTION, `loss_${tag}`, got, ref, resolveTolerance(lossSpec, [ref]));
         yield compareClose(
           SECTION,
@@ -361,11 +412,11 @@ async function* runMtm(fx: Fixture): AsyncGenerator<ComparisonResult> {
       yield compareScalar(
         SECTION,
         "loss_s0:grad_pass",
-        value.dataSync()[0],
+        await scalarOf(value),
         fx.get<number>("mtm.loss_s0"),
         resolveTolerance(lossSpec, [fx.get<number>("mtm.loss_s0")]),
       );
-      for (const r of compareGrads(SECTION, model.params, grads, refGrads, gradTol)) yield r;
+      for (const r of await compareGrads(SECTION, model.params, grads, refGrads, gradTol)) yield r;
     } finally {
       value.dispose();
       tf.dispose([...grads.values()]);
