@@ -12,3 +12,4 @@ export * from "./sincos.ts";
 export * from "./tokenadapt.ts";
 export * from "./geometric.ts";
 export * from "./tokenadapt_train.ts";
+export * from "./gallery.ts";
