@@ -31,6 +31,11 @@ export interface RunParams extends TrainableParams {
   /** @returns every parameter in the reference layout, by reference name */
   stateDict(): Map<string, HostTensor>;
   /**
+   * The same with asynchronous reads (GPU backends); used when present.
+   * @returns every parameter in the reference layout, by reference name
+   */
+  readStateDict?(): Promise<Map<string, HostTensor>>;
+  /**
    * @param sd tensors by reference name
    * @param options `strict: true` throws on any missing/unexpected/mismatched name
    */
@@ -125,6 +130,10 @@ export interface RunSummary {
   backend: string;
 }
 
+async function readState(params: RunParams): Promise<Map<string, HostTensor>> {
+  return params.readStateDict ? await params.readStateDict() : params.stateDict();
+}
+
 function rngStates(rngs: Record<string, Rng>): Record<string, RngState> {
   return Object.fromEntries(Object.entries(rngs).map(([k, r]) => [k, r.getState()]));
 }
@@ -209,7 +218,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
   const save = async (pos: LoopPosition) => {
     await saveCheckpoint(
       s.runDir,
-      s.params.stateDict(),
+      await readState(s.params),
       await optimizer.stateTensors(),
       {
         step: pos.step,
@@ -329,7 +338,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
     await runEval(Math.max(0, pos.iter === 0 ? pos.epoch - 1 : pos.epoch), pos.step);
     await save(pos);
   }
-  const stateDict = s.params.stateDict();
+  const stateDict = await readState(s.params);
   await writeSafetensorsFile(`${s.runDir}/${MODEL_FILE}`, stateDict, {
     kind: s.kind,
     step: String(pos.step),
