@@ -82,7 +82,11 @@ export interface MicroBatch {
   step: number;
   /** The record indices. */
   indices: Int32Array;
-  /** `[B, n, n]` row-major int32 codes. */
+  /**
+   * `[B, n, n]` row-major int32 codes. A buffer reused for the next micro-batch: copy it
+   * to keep it (tensors made from it on the cpu backend share its memory, so dispose
+   * them in `PreparedBatch.dispose`).
+   */
   codes: Int32Array;
   /** `[B]` labels, or `null` when the data has none. */
   labels: Int32Array | null;
