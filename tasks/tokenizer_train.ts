@@ -38,14 +38,23 @@ const USAGE = "usage: deno task tokenizer:train [--config <json>] [--out <run di
   "[--resume <run dir>] [--backend wasm|cpu|webgpu|auto] [--images=PATH] [--testImages=PATH] " +
   "[--limit=N] [--tokenizer.<key>=V] [--train.<key>=V]";
 
-function defaults() {
+/** Defaults; the architecture's per-level lists depend on the downsampling factor. */
+function defaults(downsample: number) {
   return {
     images: `${FASHION}/train-images-idx3-ubyte.gz`,
     testImages: `${FASHION}/t10k-images-idx3-ubyte.gz`,
     limit: 0,
-    tokenizer: resolveTokenizerConfig({}),
+    tokenizer: resolveTokenizerConfig({ downsample }),
     train: resolveTokenizerTrainConfig({}),
   };
+}
+
+/** The downsampling factor asked for: the last override, else the config file's, else 4. */
+function requestedDownsample(file: unknown, overrides: [string, string][]): number {
+  const o = overrides.filter(([k]) => k === "tokenizer.downsample").at(-1);
+  if (o !== undefined) return Number(o[1]);
+  const f = (file as { tokenizer?: { downsample?: unknown } } | undefined)?.tokenizer?.downsample;
+  return typeof f === "number" ? f : 4;
 }
 
 function fail(message: string, status: number): never {
@@ -54,7 +63,7 @@ function fail(message: string, status: number): never {
 }
 
 async function main(args: string[]): Promise<void> {
-  let cfg = defaults();
+  let cfg: ReturnType<typeof defaults>;
   let runDir: string;
   let backend: string;
   let resume = false;
@@ -64,8 +73,14 @@ async function main(args: string[]): Promise<void> {
       console.log(USAGE);
       return;
     }
+    const file = a.config === undefined ? undefined : await readConfigFile(a.config);
+    cfg = defaults(
+      resolveTokenizerConfig({
+        downsample: requestedDownsample(file, a.overrides),
+      }).downsample,
+    );
     if (a.config !== undefined) {
-      cfg = mergeConfig(cfg, await readConfigFile(a.config), { integers: ["limit"] }, a.config);
+      cfg = mergeConfig(cfg, file, { integers: ["limit"] }, a.config);
     }
     cfg = applyOverrides(cfg, a.overrides, { integers: ["limit"] });
     // validate now, before any data is read

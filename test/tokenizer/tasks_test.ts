@@ -218,3 +218,33 @@ Deno.test("the tasks report bad input with exit status 1 (file and index named) 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tokenizer:train reads both committed configs (per-level lists follow the downsampling)", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const [images] = await smallSplit(dir, 16);
+    for (
+      const [cfg, n] of [["configs/tokenizer_fmnist16.json", 16], [
+        "configs/tokenizer_fmnist8.json",
+        8,
+      ]]
+    ) {
+      const out = `${dir}/${n}`;
+      const t = await run("tokenizer_train", [
+        "--config",
+        `${ROOT}${cfg}`,
+        `--images=${images}`,
+        "--testImages=",
+        "--train.steps=1",
+        "--train.batchSize=8",
+        "--out",
+        out,
+      ]);
+      assert.equal(t.code, 0, t.err);
+      const json = await readTokenizerJson(out);
+      assert.equal(json.config.imageSize / json.config.downsample, n);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
