@@ -1,0 +1,117 @@
+/**
+ * The committed default dataset (data/fmnist8, data/fmnist16): complete, consistent with
+ * Debian's Fashion-MNIST, decodable to recognisable pixels, and small.
+ */
+import assert from "node:assert/strict";
+import { initBackend } from "@lib/backend";
+import { readIdxFile, readNpyFile, readSafetensorsFile } from "@lib/io";
+import { loadCodebook, openTokenDataset, readSynonyms } from "@lib/tokens";
+import {
+  encodeImages,
+  gridSize,
+  linearProbe,
+  loadDecoder,
+  loadTokenizer,
+  readTokenizerJson,
+  reconstructionMetrics,
+  takeImages,
+} from "@lib/tokenizer";
+
+const FASHION = "/usr/share/datasets/fashion-mnist";
+const DATA = new URL("../../data/", import.meta.url).pathname;
+
+/** Resolution folder, grid side, least PSNR (dB) of the first 500 test images. */
+const SETS = [["fmnist8", 8, 19], ["fmnist16", 16, 25]] as const;
+
+for (const [name, n, minPsnr] of SETS) {
+  const dir = `${DATA}${name}`;
+
+  Deno.test(`data/${name}: 60000 + 10000 records of ${n}x${n} codes, Debian's labels, one codebook`, async () => {
+    const json = await readTokenizerJson(dir);
+    assert.equal(gridSize(json.config), n);
+    const K = json.codebookSize;
+    for (
+      const [split, count, labels] of [
+        ["train", 60000, "train-labels-idx1-ubyte.gz"],
+        ["test", 10000, "t10k-labels-idx1-ubyte.gz"],
+      ] as const
+    ) {
+      const ds = await openTokenDataset(`${dir}/fmnist-${split}-token.data.bin.gz`, {
+        codebookSize: K,
+        gridSide: n,
+      });
+      assert.equal(ds.length, count);
+      const want = await readIdxFile(`${FASHION}/${labels}`);
+      assert.deepEqual(ds.labels, Int32Array.from(want.data as Uint8Array));
+    }
+    const st = await loadCodebook(`${dir}/codebook.safetensors`, {
+      size: K,
+      dim: json.config.codeDim,
+    });
+    const npy = await readNpyFile(`${dir}/codebook.npy`);
+    const dec = await readSafetensorsFile(`${dir}/decoder.safetensors`);
+    assert.deepEqual(npy.data, st.data);
+    assert.deepEqual(dec.tensors.get("codebook")!.data, st.data);
+    const syn = await readSynonyms(`${dir}/synonyms.json`);
+    assert.equal(syn.size, K);
+  });
+
+  Deno.test(`data/${name}: the shipped decoder reconstructs test images at >= ${minPsnr} dB`, async () => {
+    await initBackend({ backend: "wasm" });
+    const decoder = await loadDecoder(dir);
+    try {
+      const ds = await openTokenDataset(`${dir}/fmnist-test-token.data.bin.gz`);
+      const idx = Int32Array.from({ length: 500 }, (_, i) => i);
+      const images = takeImages(await readIdxFile(`${FASHION}/t10k-images-idx3-ubyte.gz`), 500);
+      const m = reconstructionMetrics(decoder, ds.readBatch(idx), images);
+      assert.ok(m.psnr >= minPsnr, `PSNR ${m.psnr}`);
+    } finally {
+      decoder.dispose();
+    }
+  });
+}
+
+Deno.test("data/*/tokenizer.safetensors (the full tokenizer) re-encodes test images to the committed tokens", async () => {
+  await initBackend({ backend: "wasm" });
+  const images = takeImages(await readIdxFile(`${FASHION}/t10k-images-idx3-ubyte.gz`), 100);
+  for (const [name] of SETS) {
+    const tok = await loadTokenizer(`${DATA}${name}`);
+    try {
+      const ds = await openTokenDataset(`${DATA}${name}/fmnist-test-token.data.bin.gz`);
+      const want = ds.readBatch(Int32Array.from({ length: 100 }, (_, i) => i));
+      assert.deepEqual(encodeImages(tok, images), want);
+    } finally {
+      tok.dispose();
+    }
+  }
+});
+
+Deno.test("data/fmnist8: tokens take at least 5x fewer bytes than the gzipped idx pixels", async () => {
+  for (
+    const [split, src] of [["train", "train-images-idx3-ubyte.gz"], [
+      "test",
+      "t10k-images-idx3-ubyte.gz",
+    ]]
+  ) {
+    const base = `${DATA}fmnist8/fmnist-${split}-token`;
+    const tokens = (await Deno.stat(`${base}.data.bin.gz`)).size +
+      (await Deno.stat(`${base}.index.npy.gz`)).size;
+    const pixels = (await Deno.stat(`${FASHION}/${src}`)).size;
+    assert.ok(pixels >= 5 * tokens, `${split}: ${pixels} pixel bytes vs ${tokens} token bytes`);
+  }
+});
+
+Deno.test("data/fmnist8: a linear probe on one-hot (position, code) reaches >= 80% test accuracy", async () => {
+  const open = (s: string) => openTokenDataset(`${DATA}fmnist8/fmnist-${s}-token.data.bin.gz`);
+  const [train, test] = await Promise.all([open("train"), open("test")]);
+  const all = (ds: typeof train) => Int32Array.from({ length: ds.length }, (_, i) => i);
+  const K = (await readTokenizerJson(`${DATA}fmnist8`)).codebookSize;
+  const r = linearProbe(
+    { codes: train.readBatch(all(train)), labels: train.labels! },
+    { codes: test.readBatch(all(test)), labels: test.labels! },
+    64,
+    K,
+    { epochs: 3, seed: 0 },
+  );
+  assert.ok(r.testAccuracy >= 0.8, `test accuracy ${r.testAccuracy}`);
+});
