@@ -21,6 +21,7 @@ import { writeFileAtomic } from "@lib/io";
 import { applyOverrides, mergeConfig, parseTaskArgs, Progress, readConfigFile } from "@lib/train";
 import {
   encodeImages,
+  imageSetDims,
   loadImages,
   pruneCodebook,
   reconstructionMetrics,
@@ -101,7 +102,27 @@ async function main(args: string[]): Promise<void> {
   }
   const info = await initBackend({ backend: backend as BackendRequest });
   console.error(describeBackend(info));
-  const loaded = await loadImages(cfg.images);
+  const load = (path: string) =>
+    loadImages(path).catch((e) => {
+      if (e instanceof Deno.errors.NotFound || e instanceof SyntaxError || e instanceof TypeError) {
+        fail(e.message, 1);
+      }
+      throw e;
+    });
+  const loaded = await load(cfg.images);
+  // the test images are read (and checked against the architecture) before hours of training
+  const test = cfg.testImages === "" ? null : await load(cfg.testImages);
+  const { channels: C, inputSize: S } = cfg.tokenizer;
+  for (const set of test === null ? [loaded] : [loaded, test]) {
+    const [, c, h, w] = imageSetDims(set.images, set.source);
+    if (c !== C || h !== S || w !== S) {
+      fail(
+        `"${set.source}" holds ${c}x${h}x${w} (CxHxW) images, the tokenizer is configured for ` +
+          `${C}x${S}x${S} (set --tokenizer.channels / --tokenizer.inputSize, or --testImages=)`,
+        1,
+      );
+    }
+  }
   const images = cfg.limit > 0 ? takeImages(loaded.images, cfg.limit) : loaded.images;
   console.error(
     `images: ${images.shape[0]} of ${loaded.images.shape[0]} from ${cfg.images} [${
@@ -144,8 +165,7 @@ async function main(args: string[]): Promise<void> {
       codebookAfter: prune.after,
       lastSteps: result.history.slice(-5),
     };
-    if (cfg.testImages !== "") {
-      const test = await loadImages(cfg.testImages);
+    if (test !== null) {
       const codes = encodeImages(tok, test.images, { source: cfg.testImages });
       const m = reconstructionMetrics(tok.decoder, codes, test.images, { source: cfg.testImages });
       metrics.test = { source: cfg.testImages, ...m };

@@ -199,6 +199,13 @@ Deno.test("the tasks report bad input with exit status 1 (file and index named) 
       other.err,
       /Cannot tokenize ".*big-idx": its images are 1x32x32 \(CxHxW\), the tokenizer takes 1x28x28/,
     );
+    const early = await run("tokenizer_train", [`--images=${images}`, `--testImages=${big}`]);
+    assert.equal(early.code, 1);
+    assert.match(
+      early.err,
+      /".*big-idx" holds 1x32x32 \(CxHxW\) images, the tokenizer is configured for 1x28x28/,
+    );
+    assert.doesNotMatch(early.err, /tokenizer \d+\//, "refused before any training step");
     const magic = `${dir}/bad-magic`;
     await Deno.writeFile(magic, new Uint8Array([0x1f, 0x00, 0x08, 0x03, 0, 0, 0, 0]));
     const m = await run("tokenize", [...tok, "--images", magic, "--name", "m"]);
