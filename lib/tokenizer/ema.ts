@@ -37,6 +37,8 @@ export class EmaCodebook {
   readonly sums: Float64Array;
 
   /**
+   * Zero statistics; call {@linkcode EmaCodebook.initFromVectors} before the first update.
+   *
    * @param size K
    * @param dim d
    */

@@ -109,7 +109,18 @@ interface CheckpointConfig {
   images: { count: number; shape: number[] };
 }
 
-/** The batch of a step: which images, deterministic in (seed, step). */
+/**
+ * The images of a training step, deterministic in (seed, step): epoch `k` visits the
+ * images in `Rng(seed).fork("epoch:k").permutation(count)`, `floor(count / batchSize)`
+ * batches per epoch (the tail of each permutation is skipped).
+ *
+ * @param seed the run's seed
+ * @param step the step (0-based)
+ * @param count images in the training set
+ * @param batchSize images per step
+ * @returns `batchSize` image indices
+ * @throws {RangeError} when `count < batchSize`
+ */
 export function batchIndices(
   seed: number,
   step: number,
