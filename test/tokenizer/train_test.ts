@@ -149,3 +149,21 @@ Deno.test("pruneCodebook keeps the used codes in order, and encoding afterwards 
   assert.equal(p.counts.reduce((a, b) => a + b, 0), before.length);
   tokenizer.dispose();
 });
+
+Deno.test("trainTokenizer runs on the cpu backend too, and agrees with wasm on the first loss", async () => {
+  const imgs = await images(32);
+  const losses: number[] = [];
+  for (const backend of ["cpu", "wasm"] as const) {
+    await initBackend({ backend });
+    const before = tf.memory().numTensors;
+    const { tokenizer, history } = await trainTokenizer(imgs, {
+      config: TINY,
+      train: { ...RECIPE, steps: 2 },
+    });
+    losses.push(history[0].loss);
+    assert.ok(history.every((h) => Number.isFinite(h.loss)));
+    tokenizer.dispose();
+    assert.equal(tf.memory().numTensors, before);
+  }
+  assert.ok(Math.abs(losses[0] - losses[1]) < 1e-4 * Math.abs(losses[0]), `${losses}`);
+});
