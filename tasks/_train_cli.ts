@@ -101,7 +101,8 @@ export async function resolveRun(
   if (args.data !== undefined) config = mergeConfig(config, { data: { train: args.data } }, schema);
   if (args.init !== undefined) {
     if (kind !== "finetune") throw new TypeError("--init is an option of the finetune task");
-    config = mergeConfig(config, { init: args.init }, schema);
+    // `--init=null` fine-tunes from scratch (e.g. to override a config file's init)
+    config = mergeConfig(config, { init: args.init === "null" ? null : args.init }, schema);
   }
   config = applyOverrides(config, args.overrides, schema);
   const model = kind === "pretrain"

@@ -14,7 +14,7 @@ ${DEFAULT_CONFIGS.finetune}; the official recipe is configs/finetune_official.js
 ${COMMON_FLAGS}
   --init <path>      initial weights: an MTM run folder, its checkpoint.json, or a
                      .safetensors file (loaded with loadFromMtm; every missing or
-                     unexpected name is reported)
+                     unexpected name is reported); --init=null trains from scratch
   (the test split is the config key data.test, e.g. --data.test=<file>)`;
 
 if (import.meta.main) {
