@@ -108,7 +108,20 @@ async function main(args: string[]): Promise<void> {
   }
   const info = await initBackend({ backend: backend as BackendRequest });
   console.error(describeBackend(info));
-  const tok = await loadTokenizer(cfg.tokenizer);
+  let tok;
+  try {
+    tok = await loadTokenizer(cfg.tokenizer);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      fail(
+        `${(e as Error).message}\nTraining TokenAdapt needs the whole tokenizer (encoder too): ` +
+          "pass --tokenizer=<a folder with tokenizer.json and tokenizer.safetensors>, e.g. the " +
+          "run folder of `deno task tokenizer:train`",
+        1,
+      );
+    }
+    throw e;
+  }
   const quantizer = CodeQuantizer.from(tok.codebook);
   const n = gridSize(tok.config);
   const pair: PairTokenizer = {
@@ -155,7 +168,9 @@ async function main(args: string[]): Promise<void> {
     const test = await loadImages(cfg.testImages);
     const held = takeImages(test.images, Math.min(cfg.evalImages, test.images.shape[0]));
     console.error(`evaluating on ${held.shape[0]} held-out images from ${cfg.testImages}...`);
-    const agreement = evaluateTokenAdapt(model, held, pair, quantizer, cfg.eval, rng.fork("eval"));
+    const agreement = evaluateTokenAdapt(model, held, pair, quantizer, cfg.eval, rng.fork("eval"), {
+      decode: (c) => tok.decode(c),
+    });
     const last = log.slice(-50).map((l) => JSON.parse(l) as { loss: number; accuracy: number });
     const metrics = {
       command: `deno task tokenadapt:train ${args.join(" ")}`.trim(),
@@ -190,6 +205,14 @@ async function main(args: string[]): Promise<void> {
         (100 * agreement.unchanged).toFixed(2)
       }%`,
     );
+    if (agreement.psnr !== undefined) {
+      const p = agreement.psnr;
+      console.log(
+        `PSNR of the decoded codes against A(x): TokenAdapt ${p.tokenAdapt.toFixed(2)} dB, naive ${
+          p.naive.toFixed(2)
+        } dB, unchanged ${p.unchanged.toFixed(2)} dB, T(A(x)) itself ${p.tokenizer.toFixed(2)} dB`,
+      );
+    }
     console.log(`saved ${outDir}/tokenadapt.safetensors and ${outDir}/metrics.json`);
   } finally {
     model.dispose();

@@ -56,7 +56,7 @@ export interface PairTokenizer {
 
 /** Settings of {@linkcode trainTokenAdapt}. */
 export interface TokenAdaptTrainConfig {
-  /** Optimizer steps. @default {2000} */
+  /** Optimizer steps (0: evaluate only). @default {2000} */
   steps?: number;
   /** Pairs per step. @default {64} */
   batchSize?: number;
@@ -120,10 +120,13 @@ export function resolveTokenAdaptTrainConfig(
       ...config.geometric,
     }),
   };
-  for (const k of ["steps", "batchSize"] as const) {
-    if (!Number.isInteger(c[k]) || c[k] < 1) {
-      throw new RangeError(`TokenAdapt training key "${k}": ${c[k]} is not an integer >= 1`);
-    }
+  if (!Number.isInteger(c.steps) || c.steps < 0) {
+    throw new RangeError(`TokenAdapt training key "steps": ${c.steps} is not an integer >= 0`);
+  }
+  if (!Number.isInteger(c.batchSize) || c.batchSize < 1) {
+    throw new RangeError(
+      `TokenAdapt training key "batchSize": ${c.batchSize} is not an integer >= 1`,
+    );
   }
   if (!Number.isInteger(c.warmupSteps) || c.warmupSteps < 0) {
     throw new RangeError(
@@ -412,11 +415,17 @@ export interface TokenAdaptAgreement {
   naive: number;
   /** No augmentation of the tokens: `T(x)` itself. */
   unchanged: number;
+  /**
+   * With a decoder: PSNR (dB, over all pixels of all images) of each way's decoded codes
+   * against the augmented image A(x) itself; `tokenizer` is `T(A(x))` decoded, the ceiling.
+   */
+  psnr?: { tokenAdapt: number; naive: number; unchanged: number; tokenizer: number };
 }
 
 /**
  * Measure how well TokenAdapt reproduces the tokens of augmented images, against the naive
- * alternative, on held-out images with one seeded A each.
+ * alternative, on held-out images with one seeded A each. With `decode`, also how close the
+ * decoded codes of each way come to the augmented image in pixels.
  *
  * @param model the network
  * @param images held-out images (`[N, s, s]` or `[N, C, s, s]`, uint8 or float32)
@@ -424,8 +433,9 @@ export interface TokenAdaptAgreement {
  * @param quantizer its codebook
  * @param geometric the augmentation A
  * @param rng generator for A
- * @param batchSize images per forward pass
- * @returns the agreements
+ * @param options `batchSize` (images per forward pass, default 100) and `decode` (codes
+ *   `[B, n, n]` -> images `[B, C, s, s]` in [0, 1])
+ * @returns the agreements (and PSNRs)
  */
 export function evaluateTokenAdapt(
   model: TokenAdapt,
@@ -434,33 +444,55 @@ export function evaluateTokenAdapt(
   quantizer: CodeQuantizer,
   geometric: GeometricAugConfig,
   rng: Rng,
-  batchSize = 100,
+  options: { batchSize?: number; decode?: (codes: tf.Tensor3D) => tf.Tensor4D } = {},
 ): TokenAdaptAgreement {
   checkGeometry(model, tok);
   const g = resolveGeometricAugConfig(geometric);
-  const N = images.shape[0];
-  let ta = 0, naive = 0, same = 0, total = 0;
-  for (let s = 0; s < N; s += batchSize) {
-    const idx = Int32Array.from({ length: Math.min(batchSize, N - s) }, (_, i) => s + i);
+  const N = images.shape[0], bs = options.batchSize ?? 100, decode = options.decode;
+  const n = model.config.inputGrid;
+  let total = 0, pixels = 0;
+  const hits = [0, 0, 0], sq = [0, 0, 0, 0];
+  for (let s = 0; s < N; s += bs) {
+    const idx = Int32Array.from({ length: Math.min(bs, N - s) }, (_, i) => s + i);
     const batch = imageBatch(images, idx, tok);
-    const pairs = makePairs(batch, model, tok, quantizer, g, rng);
-    batch.dispose();
+    const B = idx.length;
+    const params = drawGeometricParams([B, model.config.codeDim, 2 * n, 2 * n], 2 * n, g, rng);
     try {
-      const [a, b, c] = tf.tidy(() => {
-        const t = pairs.targets;
-        const ours = model.invert(applyGeometric(model.convert(pairs.emb), pairs.params));
-        const direct = quantizer.toCodes(applyGeometric(pairs.emb, pairs.params));
-        return [ours.equal(t).sum(), direct.equal(t).sum(), pairs.codes.equal(t).sum()].map((x) =>
-          x.dataSync()[0]
-        );
+      const counts = tf.tidy(() => {
+        const codes = tok.encode(batch);
+        const emb = quantizer.embed(codes);
+        const augmented = augmentPixels(batch, params, tok);
+        const t = tok.encode(augmented);
+        const ways = [
+          model.invert(applyGeometric(model.convert(emb), params)),
+          quantizer.toCodes(applyGeometric(emb, params)),
+          codes,
+        ];
+        const out = ways.map((w) => w.equal(t).sum().dataSync()[0]);
+        if (decode !== undefined) {
+          for (const w of [...ways, t]) {
+            out.push(decode(w).sub(augmented).square().sum().dataSync()[0]);
+          }
+        }
+        return out;
       });
-      ta += a;
-      naive += b;
-      same += c;
-      total += pairs.targets.size;
+      for (let k = 0; k < 3; k++) hits[k] += counts[k];
+      if (decode !== undefined) { for (let k = 0; k < 4; k++) sq[k] += counts[3 + k]; }
+      total += B * n * n;
+      pixels += batch.size;
     } finally {
-      tf.dispose([pairs.emb, pairs.codes, pairs.targets]);
+      batch.dispose();
     }
   }
-  return { images: N, tokenAdapt: ta / total, naive: naive / total, unchanged: same / total };
+  const result: TokenAdaptAgreement = {
+    images: N,
+    tokenAdapt: hits[0] / total,
+    naive: hits[1] / total,
+    unchanged: hits[2] / total,
+  };
+  if (decode !== undefined) {
+    const psnr = (k: number) => 10 * Math.log10(1 / (sq[k] / pixels));
+    result.psnr = { tokenAdapt: psnr(0), naive: psnr(1), unchanged: psnr(2), tokenizer: psnr(3) };
+  }
+  return result;
 }

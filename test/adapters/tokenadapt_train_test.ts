@@ -35,6 +35,15 @@ function intensityTokenizer(): PairTokenizer {
   };
 }
 
+/** The matching decoder: each cell's level as a flat 4x4 patch, the 12x12 image cut from the frame. */
+function intensityDecode(codes: tf.Tensor3D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const B = codes.shape[0];
+    const v = codes.toFloat().add(0.5).div(8).reshape([B, 4, 1, 4, 1]).tile([1, 1, 4, 1, 4]);
+    return v.reshape([B, 1, 16, 16]).slice([0, 0, 2, 2], [B, 1, 12, 12]) as tf.Tensor4D;
+  });
+}
+
 const codebook: HostTensor<"float32"> = {
   dtype: "float32",
   shape: [8, 4],
@@ -101,13 +110,17 @@ Deno.test("evaluation with the identity augmentation: naive and unchanged agree 
       cropRatio: [1, 1],
     },
     new Rng(2),
-    8,
+    { batchSize: 8, decode: intensityDecode },
   );
   assert.equal(tf.memory().numTensors, before);
   assert.equal(r.images, 20);
   assert.equal(r.unchanged, 1);
   assert.equal(r.naive, 1);
   assert.ok(r.tokenAdapt >= 0 && r.tokenAdapt <= 1);
+  // every way that gives T(x) decodes to the same image: the same PSNR, finite
+  assert.ok(r.psnr !== undefined && Number.isFinite(r.psnr.tokenizer) && r.psnr.tokenizer > 5);
+  assert.equal(r.psnr.naive, r.psnr.tokenizer);
+  assert.equal(r.psnr.unchanged, r.psnr.tokenizer);
   ta.dispose();
   q.dispose();
 });
@@ -128,7 +141,7 @@ Deno.test("a flip-only augmentation: the naive path is exact, unchanged is not",
       cropRatio: [1, 1],
     },
     new Rng(2),
-    8,
+    { batchSize: 8 },
   );
   // mirroring the image mirrors its cells exactly (the frame is symmetric)
   assert.equal(r.naive, 1);
