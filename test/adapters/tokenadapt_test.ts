@@ -20,7 +20,7 @@ const slow = Deno.env.get("SEITPP_SLOW") === "1";
 for (const backend of ["wasm", "cpu"] as const) {
   Deno.test({
     name: `[${backend}] parity section tokenadapt passes (official weights from tokenadapt.ckpt)`,
-    // cpu takes ~2 minutes (1024-token attention in pure JS): opt in with SEITPP_SLOW=1
+    // cpu takes ~35 s (1024-token attention in pure JS): opt in with SEITPP_SLOW=1
     ignore: backend === "cpu" && !slow,
     fn: async () => {
       await initBackend({ backend });
