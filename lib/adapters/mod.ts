@@ -13,3 +13,4 @@ export * from "./tokenadapt.ts";
 export * from "./geometric.ts";
 export * from "./tokenadapt_train.ts";
 export * from "./gallery.ts";
+export * from "./compare.ts";

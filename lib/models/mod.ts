@@ -14,6 +14,7 @@ export * from "./ops.ts";
 export * from "./vit.ts";
 export * from "./token_embed.ts";
 export * from "./mtm.ts";
+export * from "./mtm_inspect.ts";
 export * from "./classifier.ts";
 export * from "./pixel_vit.ts";
 export * from "./presets.ts";

@@ -16,3 +16,5 @@ export * from "./io.ts";
 export * from "./train.ts";
 export * from "./grid.ts";
 export * from "./probe.ts";
+export * from "./decoded.ts";
+export * from "./pair.ts";

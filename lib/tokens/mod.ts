@@ -16,3 +16,6 @@ export * from "./quantize.ts";
 export * from "./transform_core.ts";
 export * from "./transform_codes.ts";
 export * from "./transform_maps.ts";
+export * from "./storage.ts";
+export * from "./histogram.ts";
+export * from "./class_names.ts";
