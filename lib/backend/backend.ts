@@ -153,8 +153,24 @@ interface AdapterFacts {
   software: boolean;
 }
 
+/**
+ * Deno's WebGPU (wgpu over Vulkan) prints "XDG_RUNTIME_DIR is invalid or not set" on
+ * headless machines where the variable is unset. Point it at a private folder first.
+ */
+function ensureXdgRuntimeDir(): void {
+  try {
+    if (Deno.env.get("XDG_RUNTIME_DIR")) return;
+    const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/seitpp-xdg-${Deno.uid() ?? "user"}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // without env/write permission the warning is printed; nothing else changes
+  }
+}
+
 async function webgpuAdapter(): Promise<AdapterFacts> {
   const gpu = (navigator as { gpu?: GPU }).gpu;
+  ensureXdgRuntimeDir();
   if (gpu === undefined) throw unavailable("webgpu", "navigator.gpu is not defined");
   const adapter = await gpu.requestAdapter();
   if (adapter === null) {
