@@ -127,6 +127,23 @@ export interface StepInfo {
   seconds: number;
 }
 
+/** What a {@linkcode GradientsFn} returns: the micro-batch's loss and gradients. */
+export interface MicroBatchGradients {
+  /** The micro-batch's mean loss, unscaled (NaN/Inf stops the run). */
+  loss: number;
+  /** Gradients of `scale * loss` by reference name (the caller owns and disposes them). */
+  grads: Map<string, tf.Tensor>;
+}
+
+/**
+ * Computes a micro-batch's loss and gradients in place of `prepare` +
+ * `params.valueAndGrads` (data-parallel training: ./parallel.ts).
+ * @param batch the micro-batch as read
+ * @param scale the loss scale of the gradients (`1 / accumIter`)
+ * @returns the unscaled loss and the gradients of `scale * loss`
+ */
+export type GradientsFn = (batch: MicroBatch, scale: number) => Promise<MicroBatchGradients>;
+
 /** Options of {@linkcode trainLoop}. */
 export interface TrainLoopOptions {
   /** The model's parameters. */
@@ -149,6 +166,11 @@ export interface TrainLoopOptions {
   lrAt: (epochFloat: number) => number;
   /** Make a micro-batch ready (augmentation, tensors) and give its loss closure. */
   prepare: (batch: MicroBatch) => PreparedBatch;
+  /**
+   * When given, computes each micro-batch's loss and gradients instead of `prepare` and
+   * `params.valueAndGrads` (data-parallel training). @default {none}
+   */
+  gradients?: GradientsFn;
   /** Clip the summed gradients to this global norm; `null` for no clipping. @default {null} */
   gradClip?: number | null;
   /** Stop after this many optimizer steps in total. @default {null (no cap)} */
@@ -278,7 +300,7 @@ export async function trainLoop(o: TrainLoopOptions): Promise<TrainLoopResult> {
           const labels = o.data.labels === null
             ? null
             : Int32Array.from(indices, (i) => o.data.labels![i]);
-          const prepared = o.prepare({
+          const batch: MicroBatch = {
             epoch: pos.epoch,
             iter,
             step: pos.step,
@@ -286,19 +308,25 @@ export async function trainLoop(o: TrainLoopOptions): Promise<TrainLoopResult> {
             codes,
             labels,
             shape: [B, n, n],
-          });
-          let value: tf.Scalar;
+          };
+          let v: number;
           let grads: Map<string, tf.Tensor>;
-          try {
-            ({ value, grads } = o.params.valueAndGrads(() => {
-              const l = prepared.loss();
-              return accumIter === 1 ? l : l.div(accumIter);
-            }));
-          } finally {
-            prepared.dispose();
+          if (o.gradients !== undefined) {
+            ({ loss: v, grads } = await o.gradients(batch, 1 / accumIter));
+          } else {
+            const prepared = o.prepare(batch);
+            let value: tf.Scalar;
+            try {
+              ({ value, grads } = o.params.valueAndGrads(() => {
+                const l = prepared.loss();
+                return accumIter === 1 ? l : l.div(accumIter);
+              }));
+            } finally {
+              prepared.dispose();
+            }
+            v = (await value.data())[0] * accumIter;
+            value.dispose();
           }
-          const v = (await value.data())[0] * accumIter;
-          value.dispose();
           if (!Number.isFinite(v)) {
             disposeAll(grads);
             throw new NonFiniteLossError(v, pos.step, pos.epoch, `micro-batch ${iter}`);
