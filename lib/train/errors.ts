@@ -33,3 +33,26 @@ export class NonFiniteLossError extends Error {
     this.epoch = epoch;
   }
 }
+
+/**
+ * A run was asked to stop (its `stop` hook returned true, e.g. on SIGINT): it saved a
+ * checkpoint at the position it reached and logged a `stopped` record, so that resuming
+ * the run folder continues exactly.
+ */
+export class RunStoppedError extends Error {
+  /** Completed optimizer steps when it stopped. */
+  readonly step: number;
+  /** The run folder. */
+  readonly runDir: string;
+
+  /**
+   * @param step completed optimizer steps
+   * @param runDir the run folder (holds the checkpoint to resume from)
+   */
+  constructor(step: number, runDir: string) {
+    super(`Run "${runDir}" stopped on request after step ${step}; resume it from its checkpoint`);
+    this.name = "RunStoppedError";
+    this.step = step;
+    this.runDir = runDir;
+  }
+}

@@ -239,6 +239,8 @@ export interface FinetuneOptions {
   progress?: boolean;
   /** Where warnings go. @default {console.error} */
   print?: (line: string) => void;
+  /** Asked after every step; true stops the run with a checkpoint (see `RunSetup.stop`). */
+  stop?: () => boolean;
 }
 
 /**
@@ -327,6 +329,7 @@ export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
     runDir: o.runDir,
     resume: o.resume,
     progress: o.progress,
+    stop: o.stop,
     print,
     startInfo: { lr, numLayers, ...startInfo },
   });

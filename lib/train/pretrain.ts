@@ -289,6 +289,8 @@ export interface PretrainOptions {
   startInfo?: Record<string, unknown>;
   /** Where human-readable lines go. @default {console.error} */
   print?: (line: string) => void;
+  /** Asked after every step; true stops the run with a checkpoint (see `RunSetup.stop`). */
+  stop?: () => boolean;
 }
 
 /**
@@ -343,6 +345,7 @@ export async function pretrain(o: PretrainOptions): Promise<RunSummary> {
     runDir: o.runDir,
     resume: o.resume,
     progress: o.progress,
+    stop: o.stop,
     print: o.print,
     startInfo: { lr, ...o.startInfo },
   });

@@ -11,7 +11,7 @@ import { type HostTensor, writeSafetensorsFile } from "../io/mod.ts";
 import { Rng, type RngState } from "../random/mod.ts";
 import { AdamW } from "./adamw.ts";
 import { type LoadedCheckpoint, MODEL_FILE, saveCheckpoint } from "./checkpoint.ts";
-import { NonFiniteLossError } from "./errors.ts";
+import { NonFiniteLossError, RunStoppedError } from "./errors.ts";
 import {
   epochPlan,
   type LoopPosition,
@@ -102,6 +102,13 @@ export interface RunSetup {
   progress?: boolean;
   /** Called with each line of human-readable output. @default {console.error via Progress} */
   print?: (line: string) => void;
+  /**
+   * Asked after every optimizer step (after its log record and any periodic checkpoint):
+   * returning true saves a checkpoint at that position, logs a `stopped` record and throws
+   * {@linkcode RunStoppedError}, so a headless run can be interrupted (SIGINT) and resumed
+   * exactly. @default {never stop}
+   */
+  stop?: () => boolean;
 }
 
 /** What {@linkcode runTraining} returns (also written to `metrics.json`). */
@@ -245,6 +252,11 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
     );
   };
 
+  const stopHere = async (pos: LoopPosition) => {
+    await save(pos);
+    await log.write({ type: "stopped", step: pos.step, epoch: pos.epoch, iter: pos.iter });
+    throw new RunStoppedError(pos.step, s.runDir);
+  };
   const recent: number[] = [];
   let trainSeconds = 0, samples = 0, epochLossSum = 0, epochSteps = 0, epochSeconds = 0;
   const t0 = performance.now();
@@ -296,6 +308,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
         if (c.checkpointEvery > 0 && info.step % c.checkpointEvery === 0 && !endOfEpoch) {
           await save(next);
         }
+        if (!endOfEpoch && next.step < totalSteps && s.stop?.()) await stopHere(next);
       },
       onEpochEnd: async (epoch: number, next: LoopPosition) => {
         await log.write({
@@ -316,6 +329,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
           await runEval(epoch, next.step);
         }
         await save(next);
+        if (!last && s.stop?.()) await stopHere(next);
       },
     });
   } catch (e) {
