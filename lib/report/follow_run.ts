@@ -45,8 +45,9 @@ export interface RunFollower {
  * Follows `<dir>/log.jsonl`: reads the complete lines added since the last read every
  * `intervalMs` and calls `progress.update(record.step, fields)` for each record of `type`. Timers
  * run while the training loop awaits (log writes, tensor reads), so an in-process run updates
- * live too. A missing log is waited for; a line that is not JSON fails the follower (the error is
- * rethrown by `stop`).
+ * live too. A missing log is waited for, a log rewritten from scratch (shorter, or with another
+ * first line: a run restarted before its first checkpoint) is read again from its start, and a line that is not JSON fails the follower (the error is rethrown by
+ * `stop`).
  *
  * @param dir The run folder.
  * @param progress Where updates go, e.g. a {@linkcode LiveProgress}.
@@ -72,6 +73,7 @@ export function followRun(
   const fields = options.fields ?? ["loss", "lr"];
   const path = `${dir.replace(/\/+$/, "")}/log.jsonl`;
   let consumed = 0; // characters of complete lines already handled
+  let head = ""; // the first line read: a log whose first line changed was rewritten
   let lineNo = 0;
   let seen = 0;
   let error: unknown = undefined;
@@ -96,8 +98,12 @@ export function followRun(
       if (e instanceof Deno.errors.NotFound) return;
       throw e;
     }
+    if (consumed > 0 && (text.length < consumed || !text.startsWith(head))) {
+      consumed = 0, lineNo = 0; // rewritten from scratch (its first record differs): start over
+    }
     const end = text.lastIndexOf("\n") + 1;
     if (end <= consumed) return;
+    if (consumed === 0) head = text.slice(0, text.indexOf("\n") + 1);
     const lines = text.slice(consumed, end).split("\n");
     consumed = end;
     for (const line of lines) {

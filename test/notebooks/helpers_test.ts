@@ -315,6 +315,21 @@ Deno.test("followRun turns step records appended to log.jsonl into progress upda
       message: new RegExp(`^Cannot parse line 5 of "${dir}/log.jsonl"`),
     });
     assert.throws(() => followRun(dir, live, { intervalMs: 1 }), RangeError);
+    // a log rewritten from scratch (a run restarted before its first checkpoint) is read again
+    await Deno.remove(`${dir}/log.jsonl`);
+    const h = new LiveProgress({ total: 2, output: "none" });
+    const follower = followRun(dir, h, { intervalMs: 10 });
+    await Deno.writeTextFile(
+      `${dir}/log.jsonl`,
+      JSON.stringify({ type: "step", step: 1, loss: 7 }) + "\n",
+    );
+    await new Promise((r) => setTimeout(r, 50));
+    await Deno.writeTextFile(
+      `${dir}/log.jsonl`,
+      JSON.stringify({ type: "step", step: 1, loss: 5 }) + "\n",
+    );
+    await follower.stop();
+    assert.deepEqual(h.rows.map((r) => r.loss), [7, 5]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
