@@ -132,9 +132,9 @@ async function worker(a: AblateArgs): Promise<number> {
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
-  const info = await initBackend({ backend: a.backend as BackendRequest });
-  console.error(`${spec.id}: ${describeBackend(info)}`);
   try {
+    const info = await initBackend({ backend: a.backend as BackendRequest });
+    console.error(`${spec.id}: ${describeBackend(info)}`);
     const out = await runGridRun(spec, { progress: true, stop: () => stop });
     const ev = out.summary?.eval;
     console.error(
@@ -172,6 +172,11 @@ async function main(a: AblateArgs): Promise<number> {
     );
   }
   const specs = expandGrid(grid, budgets, { runsDir: `${out}/runs` });
+  if (!a.dryRun) {
+    // fail fast, with the backend's own message, before any run starts a child process
+    const info = await initBackend({ backend: a.backend as BackendRequest });
+    console.error(`grid: ${describeBackend(info)} (each run initializes its own)`);
+  }
   if (a.dryRun) {
     for (const s of specs) {
       const st = await gridRunState(s);
@@ -249,9 +254,14 @@ if (import.meta.main) {
   } catch (e) {
     const err = e as Error;
     if (
-      ["TypeError", "RangeError", "SyntaxError", "NotFound", "GridConflictError"].includes(
-        err?.name,
-      )
+      [
+        "TypeError",
+        "RangeError",
+        "SyntaxError",
+        "NotFound",
+        "GridConflictError",
+        "BackendUnavailableError",
+      ].includes(err?.name)
     ) {
       console.error(`error: ${err.name}: ${err.message}`);
       Deno.exit(1);

@@ -156,7 +156,14 @@ if (import.meta.main) {
   } catch (e) {
     const err = e as Error;
     if (
-      ["TypeError", "RangeError", "SyntaxError", "NotFound", "ChromiumError"].includes(err?.name)
+      [
+        "TypeError",
+        "RangeError",
+        "SyntaxError",
+        "NotFound",
+        "ChromiumError",
+        "BackendUnavailableError",
+      ].includes(err?.name)
     ) {
       console.error(`error: ${err.name}: ${err.message}`);
       Deno.exit(1);
