@@ -1,6 +1,6 @@
 /**
- * `deno task bench:train [--backend wasm,cpu] [--model mtm,cls] [--batch 32] [--steps 5]
- *   [--warmup 1] [--profile] [--record]`
+ * `deno task bench:train [--backend wasm,cpu] [--model mtm,cls] [--workers 1,2] [--batch 32]
+ *   [--steps 5] [--warmup 1] [--profile] [--record]`
  *
  * Training-step throughput of the fixture-sized models (DESIGN.md's timing reference:
  * 28x28 tokens, encoder 192 x 4 (3 heads), MTM decoder 128 x 2 (4 heads), classifier
@@ -8,8 +8,11 @@
  * (lib/train's AdamW; MTM: betas (0.9, 0.95), weight decay 0.05 by timm's grouping;
  * classifier: soft-target CE, default betas, weight decay 0.05 on >= 2-D weights),
  * training mode (dropout, drop path, masking). Prints steps/s and samples/s per
- * backend and model; `--profile` adds the kernels that take the most time in one step;
- * `--record` appends a section to bench/results.md.
+ * backend, model and worker count (`--workers 2`: lib/train's `DataParallel`, the batch
+ * split between the main thread and one Deno Worker; the masking plan drawn in the main
+ * thread); `--profile` adds the kernels that take the most time in one single-thread
+ * step; `--record` appends a section to bench/results.md. CPU time is the whole
+ * process's (all threads), next to wall time and the load average.
  *
  * @module
  */
@@ -19,13 +22,14 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
 import { classifierSmall, MtmModel, mtmSmall, type ParamStore, TokenClassifier } from "@lib/models";
 import { Rng } from "@lib/random";
-import { AdamW, addWeightDecay, softTargetCrossEntropy } from "@lib/train";
+import { AdamW, addWeightDecay, DataParallel, softTargetCrossEntropy } from "@lib/train";
 
 const args = parseArgs({
   args: Deno.args,
   options: {
     backend: { type: "string", default: "wasm,cpu" },
     model: { type: "string", default: "mtm,cls" },
+    workers: { type: "string", default: "1" },
     batch: { type: "string", default: "32" },
     steps: { type: "string", default: "5" },
     "cpu-steps": { type: "string", default: "1" },
@@ -40,9 +44,11 @@ const warmup = Number(args.values.warmup);
 interface Row {
   backend: string;
   model: string;
+  workers: number;
+  loadBefore: string;
   msPerStep: number;
   cpuMsPerStep: number;
-  forwardMs: number;
+  forwardMs: number | null;
   steps: number;
   profile: string[];
 }
@@ -60,12 +66,14 @@ function optimizerFor(params: ParamStore, betas: [number, number]): AdamW {
 }
 
 interface Bench {
-  step: () => void;
+  step: () => void | Promise<void>;
   forward: () => void;
-  dispose: () => void;
+  /** Tensors alive in the workers (W > 1), for the leak check. */
+  workerTensors: () => Promise<number[]>;
+  dispose: () => Promise<void>;
 }
 
-function mtmBench(): Bench {
+async function mtmBench(workers: number): Promise<Bench> {
   const model = new MtmModel(mtmSmall(), new Rng(0));
   const c = model.config;
   const rng = new Rng(1);
@@ -75,21 +83,36 @@ function mtmBench(): Bench {
     "int32",
   );
   const opt = optimizerFor(model.params, [0.9, 0.95]);
+  const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
+  const host = codes.dataSync().slice() as Int32Array;
+  let steps = 0;
   return {
-    step: () => {
-      const { value, grads } = model.params.valueAndGrads(() =>
-        model.forward(codes, { rng, training: true }).loss
-      );
-      opt.step(grads, 1.5e-4);
-      value.dataSync();
-      tf.dispose([value, ...grads.values()]);
-    },
+    step: pool === null
+      ? () => {
+        const { value, grads } = model.params.valueAndGrads(() =>
+          model.forward(codes, { rng, training: true }).loss
+        );
+        opt.step(grads, 1.5e-4);
+        value.dataSync();
+        tf.dispose([value, ...grads.values()]);
+      }
+      : async () => {
+        const plan = model.randomMasking(batch, rng);
+        const { grads } = await pool.gradients({ codes: host, batch, plan }, {
+          rng: rng.fork("dropout"),
+          step: steps++,
+        });
+        opt.step(grads, 1.5e-4);
+        tf.dispose([...grads.values()]);
+      },
     forward: () => {
       const o = model.forward(codes, { rng });
       o.loss.dataSync();
       tf.dispose([o.loss, o.logits, o.mask]);
     },
-    dispose: () => {
+    workerTensors: async () => (await pool?.workerTensors()) ?? [],
+    dispose: async () => {
+      await pool?.close();
       codes.dispose();
       opt.dispose();
       model.dispose();
@@ -97,7 +120,7 @@ function mtmBench(): Bench {
   };
 }
 
-function clsBench(): Bench {
+async function clsBench(workers: number): Promise<Bench> {
   const model = new TokenClassifier(classifierSmall(), new Rng(0));
   const c = model.config;
   const rng = new Rng(1);
@@ -110,21 +133,35 @@ function clsBench(): Bench {
   for (let b = 0; b < batch; b++) soft[b * c.numClasses + rng.int(0, c.numClasses)] += 0.9;
   const targets = tf.tensor2d(soft, [batch, c.numClasses]);
   const opt = optimizerFor(model.params, [0.9, 0.999]);
+  const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
+  const host = codes.dataSync().slice() as Int32Array;
+  let steps = 0;
   return {
-    step: () => {
-      const { value, grads } = model.params.valueAndGrads(() =>
-        softTargetCrossEntropy(model.forward(codes, { rng, training: true }), targets)
-      );
-      opt.step(grads, 1e-3);
-      value.dataSync();
-      tf.dispose([value, ...grads.values()]);
-    },
+    step: pool === null
+      ? () => {
+        const { value, grads } = model.params.valueAndGrads(() =>
+          softTargetCrossEntropy(model.forward(codes, { rng, training: true }), targets)
+        );
+        opt.step(grads, 1e-3);
+        value.dataSync();
+        tf.dispose([value, ...grads.values()]);
+      }
+      : async () => {
+        const { grads } = await pool.gradients({ codes: host, batch, targets: soft }, {
+          rng: rng.fork(`dropout ${steps}`),
+          step: steps++,
+        });
+        opt.step(grads, 1e-3);
+        tf.dispose([...grads.values()]);
+      },
     forward: () => {
       const l = model.forward(codes);
       l.dataSync();
       l.dispose();
     },
-    dispose: () => {
+    workerTensors: async () => (await pool?.workerTensors()) ?? [],
+    dispose: async () => {
+      await pool?.close();
       tf.dispose([codes, targets]);
       opt.dispose();
       model.dispose();
@@ -133,7 +170,7 @@ function clsBench(): Bench {
 }
 
 async function profileStep(b: Bench): Promise<string[]> {
-  const info = await tf.profile(() => b.step());
+  const info = await tf.profile(() => void b.step());
   const byKernel = new Map<string, { ms: number; n: number }>();
   let total = 0;
   for (const k of info.kernels) {
@@ -171,29 +208,50 @@ async function profileStep(b: Bench): Promise<string[]> {
   ];
 }
 
-async function run(backend: string, model: string): Promise<Row> {
-  const b = model === "mtm" ? mtmBench() : clsBench();
+async function run(backend: string, model: string, workers: number): Promise<Row> {
+  const loadBefore = await loadAverage();
+  const b = model === "mtm" ? await mtmBench(workers) : await clsBench(workers);
   const steps = backend === "cpu" ? Number(args.values["cpu-steps"]) : Number(args.values.steps);
   try {
-    for (let i = 0; i < warmup; i++) b.step();
+    for (let i = 0; i < warmup; i++) await b.step();
     const t0 = performance.now();
     const c0 = process.cpuUsage();
-    for (let i = 0; i < steps; i++) b.step();
+    for (let i = 0; i < steps; i++) await b.step();
     const c1 = process.cpuUsage(c0);
     const msPerStep = (performance.now() - t0) / steps;
     const cpuMsPerStep = (c1.user + c1.system) / 1000 / steps;
-    const f0 = performance.now();
-    b.forward();
-    const forwardMs = performance.now() - f0;
+    let forwardMs: number | null = null;
+    if (workers === 1) {
+      const f0 = performance.now();
+      b.forward();
+      forwardMs = performance.now() - f0;
+    }
     const before = tf.memory().numTensors;
-    b.step();
+    const workersBefore = await b.workerTensors();
+    await b.step();
     if (tf.memory().numTensors !== before) {
       throw new Error(`${model} step leaked ${tf.memory().numTensors - before} tensors`);
     }
-    const profile = args.values.profile ? await profileStep(b) : [];
-    return { backend, model, msPerStep, cpuMsPerStep, forwardMs, steps, profile };
+    const workersAfter = await b.workerTensors();
+    if (workersAfter.some((n, i) => n !== workersBefore[i])) {
+      throw new Error(
+        `${model} step leaked tensors in a worker: ${workersBefore} -> ${workersAfter}`,
+      );
+    }
+    const profile = args.values.profile && workers === 1 ? await profileStep(b) : [];
+    return {
+      backend,
+      model,
+      workers,
+      loadBefore,
+      msPerStep,
+      cpuMsPerStep,
+      forwardMs,
+      steps,
+      profile,
+    };
   } finally {
-    b.dispose();
+    await b.dispose();
   }
 }
 
@@ -210,17 +268,19 @@ for (const backend of args.values.backend.split(",")) {
   backends.push(describeBackend(info).replace(/^backend: /, ""));
   console.error(describeBackend(info));
   for (const model of args.values.model.split(",")) {
-    const r = await run(info.name, model);
-    rows.push(r);
-    console.log(
-      `${r.backend} ${r.model}: ${r.msPerStep.toFixed(0)} ms/step (process CPU ${
-        r.cpuMsPerStep.toFixed(0)
-      } ms), ${(1000 / r.msPerStep).toFixed(3)} steps/s, ` +
-        `${(batch * 1000 / r.msPerStep).toFixed(1)} samples/s (forward only ${
-          r.forwardMs.toFixed(0)
-        } ms; ${r.steps} timed steps)`,
-    );
-    for (const line of r.profile) console.log(`  ${line}`);
+    for (const workers of args.values.workers.split(",").map(Number)) {
+      const r = await run(info.name, model, workers);
+      rows.push(r);
+      console.log(
+        `${r.backend} ${r.model} W=${r.workers}: ${r.msPerStep.toFixed(0)} ms/step (process CPU ${
+          r.cpuMsPerStep.toFixed(0)
+        } ms), ${(1000 / r.msPerStep).toFixed(3)} steps/s, ` +
+          `${(batch * 1000 / r.msPerStep).toFixed(1)} samples/s (${
+            r.forwardMs === null ? "" : `forward only ${r.forwardMs.toFixed(0)} ms; `
+          }${r.steps} timed steps; load before ${r.loadBefore})`,
+      );
+      for (const line of r.profile) console.log(`  ${line}`);
+    }
   }
 }
 
@@ -244,16 +304,25 @@ if (args.values.record) {
     `- load average before / after (other jobs share the 2 cores): ${loadBefore} / ${await loadAverage()};` +
     " wall time is inflated by that load, process CPU time much less so",
     "",
-    "| backend | model | wall ms/step | CPU ms/step | steps/s (wall) | samples/s (wall) | samples/s (CPU) | forward only, wall ms | PyTorch ms/step | CPU time / PyTorch |",
-    "| ------- | ----- | ------------ | ----------- | -------------- | ---------------- | --------------- | --------------------- | --------------- | ------------------ |",
-    ...rows.map((r) =>
-      `| ${r.backend} | ${r.model} | ${r.msPerStep.toFixed(0)} | ${r.cpuMsPerStep.toFixed(0)} | ` +
-      `${(1000 / r.msPerStep).toFixed(3)} | ${(batch * 1000 / r.msPerStep).toFixed(1)} | ` +
-      `${(batch * 1000 / r.cpuMsPerStep).toFixed(1)} | ${r.forwardMs.toFixed(0)} | ${
-        ref[r.model]
+    "| backend | model | workers | load before | wall ms/step | CPU ms/step | steps/s (wall) | samples/s (wall) | samples/s (CPU) | wall speed-up vs W=1 | forward only, wall ms | PyTorch ms/step | wall / PyTorch | CPU time / PyTorch |",
+    "| ------- | ----- | ------- | ----------- | ------------ | ----------- | -------------- | ---------------- | --------------- | -------------------- | --------------------- | --------------- | -------------- | ------------------ |",
+    ...rows.map((r) => {
+      const one = rows.find((o) =>
+        o.backend === r.backend && o.model === r.model && o.workers === 1
+      );
+      return `| ${r.backend} | ${r.model} | ${r.workers} | ${r.loadBefore} | ${
+        r.msPerStep.toFixed(0)
       } | ` +
-      `${(r.cpuMsPerStep / ref[r.model]).toFixed(1)}x |`
-    ),
+        `${r.cpuMsPerStep.toFixed(0)} | ${(1000 / r.msPerStep).toFixed(3)} | ` +
+        `${(batch * 1000 / r.msPerStep).toFixed(1)} | ${
+          (batch * 1000 / r.cpuMsPerStep).toFixed(1)
+        } | ` +
+        `${one ? `${(one.msPerStep / r.msPerStep).toFixed(2)}x` : "-"} | ` +
+        `${r.forwardMs === null ? "-" : r.forwardMs.toFixed(0)} | ${ref[r.model]} | ` +
+        `${(r.msPerStep / ref[r.model]).toFixed(1)}x | ${
+          (r.cpuMsPerStep / ref[r.model]).toFixed(1)
+        }x |`;
+    }),
   ];
   for (const r of rows.filter((r) => r.profile.length > 0)) {
     lines.push("", `Top kernels, ${r.backend} ${r.model} (one step, tf.profile):`, "");

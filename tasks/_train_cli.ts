@@ -89,6 +89,8 @@ export async function resolveRun(
       );
     }
     source = `${args.resume} (step ${resume.state.step})`;
+    // runs from before data-parallel training have no `workers` key: they ran on 1
+    if (!("workers" in config)) config = { ...config, workers: 1 };
   } else {
     const modelDefaults = kind === "pretrain" ? resolveMtmConfig({}) : resolveClassifierConfig({});
     const base = {
@@ -234,7 +236,7 @@ export async function taskMain(
 ): Promise<number> {
   let args: TaskArgs;
   try {
-    args = parseTaskArgs(argv);
+    args = parseTaskArgs(workersFlag(argv));
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n\n${usage}`);
     return 2;
@@ -256,6 +258,23 @@ export async function taskMain(
   }
 }
 
+/**
+ * Accept `--workers N` as well as the config override `--workers=N`.
+ * @param argv the command line
+ * @returns it with `--workers N` joined into `--workers=N`
+ */
+export function workersFlag(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === "--workers" && i + 1 < argv.length && !argv[i + 1].startsWith("--")) {
+      out.push(`--workers=${argv[++i]}`);
+    } else {
+      out.push(argv[i]);
+    }
+  }
+  return out;
+}
+
 /** The flags every training task takes, for help texts. */
 export const COMMON_FLAGS = `Options:
   --config <file>    JSON config file (partial: merged over the built-in recipe)
@@ -264,6 +283,8 @@ export const COMMON_FLAGS = `Options:
   --backend <name>   auto | wasm | cpu | webgpu | tensorflow (default auto)
   --out <dir>        where run folders are created (default ${DEFAULT_OUT}/)
   --resume <dir>     continue that run from its checkpoint (same config; overrides apply)
+  --workers N        data-parallel training on N CPU cores (the main thread + N-1 workers,
+                     cpu / wasm backends; the config key "workers", default 1)
   --<key>=<value>    override a config key, e.g. --epochs=2 --model.depth=2 --maxSteps=100
                      (unknown keys and wrong types are refused)
   -h, --help         this text`;

@@ -20,6 +20,7 @@ Options:
                      sibling file with "train" replaced by "test" in its name)
   --backend <name>   auto | wasm | cpu | webgpu | tensorflow (default auto)
   --out <dir>        where run folders are created (default runs/)
+  --workers N        data-parallel training on N CPU cores in both phases (default 1)
   --pretrain.<key>=<value>, --finetune.<key>=<value>
                      override a key of one phase, e.g. --pretrain.maxSteps=50
   --<key>=<value>    override a key of both phases, e.g. --data.limitTrain=2000

@@ -12,6 +12,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import type { TokenClassifier } from "../models/mod.ts";
 import type { Rng } from "../random/mod.ts";
 import type { HostTensor } from "../io/mod.ts";
 import { type LoadedCheckpoint, readModelWeights } from "./checkpoint.ts";
@@ -19,6 +20,7 @@ import type { ConfigSchema, ConfigValue } from "./config.ts";
 import type { MicroBatch, PreparedBatch, TokenSource } from "./loop.ts";
 import { crossEntropy, softTargetCrossEntropy } from "./losses.ts";
 import { topKCorrect } from "./metrics.ts";
+import { DataParallel, microBatchRng, takeHostCodes } from "./parallel.ts";
 import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "./param_groups.ts";
 import {
   type AugmentHook,
@@ -104,6 +106,7 @@ export const FINETUNE_DEFAULTS: Omit<FinetuneConfig, "model"> = {
   checkpointEvery: 0,
   evalEvery: 1,
   keepCheckpoints: 1,
+  workers: 1,
 };
 
 /** What the defaults cannot say about {@linkcode FinetuneConfig}. */
@@ -132,10 +135,14 @@ export const FINETUNE_SCHEMA: ConfigSchema = {
     "evalEvery",
     "keepCheckpoints",
     "evalBatchSize",
+    "workers",
   ],
 };
 
-/** A model shaped like `TokenClassifier` from `@lib/models`. */
+/**
+ * A model shaped like `TokenClassifier` from `@lib/models` (with `config.workers > 1` it
+ * must be a `TokenClassifier`: the workers rebuild it from its config).
+ */
 export interface ClassifierLike {
   /** Parameters by reference name. */
   readonly params: RunParams;
@@ -249,7 +256,11 @@ export interface FinetuneOptions {
  * mismatched name (the reference loads with strict=False silently; here each is
  * printed and logged), then trains with layer-wise lr decay and evaluates at epoch ends.
  *
- * Generators (from `config.seed`): `model` (dropout, drop path) and `augment`.
+ * Generators (from `config.seed`): `model` (dropout, drop path) and `augment`. With
+ * `config.workers` W > 1 each micro-batch is split across the main thread and W - 1
+ * workers (./parallel.ts): crops, augmentation and targets are made in the main thread,
+ * dropout and drop path per shard from `microBatchRng(seed, batch)`; evaluation runs in
+ * the main thread.
  *
  * @param o config, model, data, run folder
  * @returns the run summary, with the last evaluation
@@ -300,6 +311,9 @@ export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
   const lr = c.lr ?? scaleLr(c.blr, c.batchSize * c.accumIter, c.lrScaling);
   const rngs = runRngs(c.seed, ["model", "augment"]);
   const test = o.test ?? null;
+  const workers = c.workers ?? 1;
+  const model = o.model as unknown as TokenClassifier;
+  const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
   return await runTraining({
     kind: "finetune",
     config: c as unknown as FinetuneConfig & Record<string, unknown>,
@@ -322,6 +336,26 @@ export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
         },
       };
     },
+    gradients: pool === null ? undefined : async (b: MicroBatch, scale: number) => {
+      const { codes, targets } = inputCodes(b, m, c.crop, rngs.augment, o.augment);
+      let host: Int32Array, t: Float32Array;
+      try {
+        host = await takeHostCodes(codes);
+        t = targets
+          ? Float32Array.from(await targets.data() as Float32Array)
+          : smoothedOneHot(b.labels!, C, c.smoothing);
+      } finally {
+        codes.dispose();
+        targets?.dispose();
+      }
+      const B = b.shape[0];
+      const rng = microBatchRng(c.seed, b);
+      return await pool.gradients({ codes: host, batch: B, targets: t }, {
+        scale,
+        rng,
+        step: b.step,
+      });
+    },
     evaluate: test === null
       ? undefined
       : () =>
@@ -332,7 +366,7 @@ export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
     stop: o.stop,
     print,
     startInfo: { lr, numLayers, ...startInfo },
-  });
+  }).finally(() => pool?.close());
 }
 
 function summarizeNames(names: string[]): string {

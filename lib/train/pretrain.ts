@@ -11,11 +11,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import type { MtmModel } from "../models/mod.ts";
 import type { Rng } from "../random/mod.ts";
 import { centerCropOrigin } from "../tokens/mod.ts";
 import type { LoadedCheckpoint } from "./checkpoint.ts";
 import type { ConfigSchema, ConfigValue } from "./config.ts";
 import type { MicroBatch, PreparedBatch, TokenSource } from "./loop.ts";
+import { DataParallel, microBatchRng, takeHostCodes } from "./parallel.ts";
 import { addWeightDecay } from "./param_groups.ts";
 import {
   type RunOptimConfig,
@@ -99,6 +101,7 @@ export const PRETRAIN_DEFAULTS: Omit<PretrainConfig, "model"> = {
   checkpointEvery: 0,
   evalEvery: 0,
   keepCheckpoints: 1,
+  workers: 1,
 };
 
 /** What the defaults cannot say about {@linkcode PretrainConfig} (for config merging). */
@@ -125,6 +128,7 @@ export const PRETRAIN_SCHEMA: ConfigSchema = {
     "checkpointEvery",
     "evalEvery",
     "keepCheckpoints",
+    "workers",
   ],
 };
 
@@ -143,6 +147,10 @@ export function checkRunConfig(c: RunOptimConfig & { warmupEpochs: number; minLr
     if (!(c[k] >= 0)) throw bad(k, c[k], "must be >= 0");
   }
   if (c.maxSteps !== null && !(c.maxSteps >= 1)) throw bad("maxSteps", c.maxSteps, "must be >= 1");
+  const w = c.workers ?? 1;
+  if (!(Number.isInteger(w) && w >= 1 && w <= c.batchSize)) {
+    throw bad("workers", w, `must be an integer in [1, batchSize = ${c.batchSize}]`);
+  }
   if (c.gradClip !== null && !(c.gradClip > 0)) throw bad("gradClip", c.gradClip, "must be > 0");
   if (!c.betas.every((b) => b >= 0 && b < 1)) throw bad("betas", c.betas, "must be in [0, 1)");
   if (!(c.warmupEpochs < c.epochs)) {
@@ -150,7 +158,10 @@ export function checkRunConfig(c: RunOptimConfig & { warmupEpochs: number; minLr
   }
 }
 
-/** A model shaped like `MtmModel` from `@lib/models`. */
+/**
+ * A model shaped like `MtmModel` from `@lib/models` (with `config.workers > 1` it must
+ * be an `MtmModel`: the workers rebuild it from its config).
+ */
 export interface MtmLike {
   /** Parameters by reference name. */
   readonly params: RunParams;
@@ -298,7 +309,10 @@ export interface PretrainOptions {
  *
  * Generators (from `config.seed`, states in every checkpoint): `model` (masking and
  * dropout) and `augment` (crop offsets or the augmentation hook). The data order comes
- * from the seed and the epoch.
+ * from the seed and the epoch. With `config.workers` W > 1 each micro-batch is split
+ * across the main thread and W - 1 workers (./parallel.ts): the crop / augmentation and
+ * the masking plan are still drawn in the main thread from these generators, dropout
+ * per shard from `microBatchRng(seed, batch)`.
  *
  * @param o config, model, data, run folder
  * @returns the run summary (`metrics.json`)
@@ -324,6 +338,9 @@ export async function pretrain(o: PretrainOptions): Promise<RunSummary> {
   );
   const lr = c.lr ?? scaleLr(c.blr, c.batchSize * c.accumIter, c.lrScaling);
   const rngs = runRngs(c.seed, ["model", "augment"]);
+  const workers = c.workers ?? 1;
+  const model = o.model as unknown as MtmModel;
+  const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
   return await runTraining({
     kind: "pretrain",
     config: c as unknown as PretrainConfig & Record<string, unknown>,
@@ -342,11 +359,20 @@ export async function pretrain(o: PretrainOptions): Promise<RunSummary> {
         dispose: () => codes.dispose(),
       };
     },
+    gradients: pool === null ? undefined : async (b: MicroBatch, scale: number) => {
+      const { codes, targets } = inputCodes(b, m, c.crop, rngs.augment, o.augment);
+      targets?.dispose();
+      const host = await takeHostCodes(codes);
+      const B = b.shape[0];
+      const plan = model.randomMasking(B, rngs.model);
+      const rng = microBatchRng(c.seed, b);
+      return await pool.gradients({ codes: host, batch: B, plan }, { scale, rng, step: b.step });
+    },
     runDir: o.runDir,
     resume: o.resume,
     progress: o.progress,
     stop: o.stop,
     print: o.print,
     startInfo: { lr, ...o.startInfo },
-  });
+  }).finally(() => pool?.close());
 }

@@ -14,6 +14,7 @@ import { type LoadedCheckpoint, MODEL_FILE, saveCheckpoint } from "./checkpoint.
 import { NonFiniteLossError, RunStoppedError } from "./errors.ts";
 import {
   epochPlan,
+  type GradientsFn,
   type LoopPosition,
   type MicroBatch,
   type PreparedBatch,
@@ -68,6 +69,11 @@ export interface RunOptimConfig {
   evalEvery: number;
   /** Checkpoint weights files to keep. */
   keepCheckpoints: number;
+  /**
+   * Data-parallel shards: the main thread plus `workers - 1` Deno Workers (./parallel.ts;
+   * cpu / wasm). Absent (configs of older runs) means 1.
+   */
+  workers?: number;
 }
 
 /** Everything a run needs; the recipes build it. */
@@ -109,6 +115,11 @@ export interface RunSetup {
    * exactly. @default {never stop}
    */
   stop?: () => boolean;
+  /**
+   * Computes each micro-batch's loss and gradients instead of `prepare` (data-parallel
+   * training, see `TrainLoopOptions.gradients`). @default {none}
+   */
+  gradients?: GradientsFn;
 }
 
 /** What {@linkcode runTraining} returns (also written to `metrics.json`). */
@@ -273,6 +284,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
       limit: s.limit,
       lrAt: s.lrAt,
       prepare: s.prepare,
+      gradients: s.gradients,
       gradClip: c.gradClip,
       maxSteps: c.maxSteps,
       start,

@@ -3,8 +3,25 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "@lib/backend";
 import { classifierTiny, MtmModel, mtmTiny, TokenClassifier } from "@lib/models";
 import { Rng } from "@lib/random";
-import { AdamW, NonFiniteLossError, smoothedOneHot, trainLoop } from "@lib/train";
-import { DataParallel, liveWorkers } from "../../lib/train/parallel.ts";
+import { openTokenDataset, writeTokenDataset } from "@lib/tokens";
+import {
+  AdamW,
+  checkRunConfig,
+  createRunDir,
+  DataParallel,
+  finetune,
+  FINETUNE_DEFAULTS,
+  type FinetuneConfig,
+  liveWorkers,
+  loadCheckpoint,
+  NonFiniteLossError,
+  pretrain,
+  PRETRAIN_DEFAULTS,
+  type PretrainConfig,
+  readRunLog,
+  smoothedOneHot,
+  trainLoop,
+} from "@lib/train";
 import { tinyData } from "./_tiny.ts";
 
 // wasm: the backend the workers exist for (and the one whose gather checks its indices)
@@ -346,4 +363,197 @@ Deno.test("trainLoop with a pool: NaN targets in the worker's shard stop the run
     model.dispose();
   }
   assert.equal(liveWorkers(), 0);
+});
+
+// ---- the recipes with config.workers ----
+
+const K = 16, C = 4, n = 10;
+
+/** An official-format dataset of N learnable records. */
+async function tinyDataset(dir: string, N: number, seed: number): Promise<string> {
+  const rng = new Rng(seed);
+  const codes = new Int32Array(N * n * n), labels = new Int32Array(N);
+  for (let i = 0; i < N; i++) {
+    labels[i] = rng.int(0, C);
+    for (let j = 0; j < n * n; j++) {
+      codes[i * n * n + j] = rng.uniform() < 0.7 ? labels[i] * 4 + rng.int(0, 4) : rng.int(0, K);
+    }
+  }
+  const path = `${dir}/tiny-train-token.data.bin.gz`;
+  await writeTokenDataset(path, codes, { gridSide: n, codebookSize: K, labels });
+  return path;
+}
+
+function pretrainConfig(train: string, over: Partial<PretrainConfig>): PretrainConfig {
+  return {
+    ...PRETRAIN_DEFAULTS,
+    model: mtmTiny({ codebookSize: K }),
+    data: { train, test: null, limitTrain: null, limitTest: null },
+    batchSize: 7, // 4 + 3: an uneven last shard
+    accumIter: 1,
+    epochs: 2,
+    warmupEpochs: 1,
+    lr: 1e-3,
+    logEvery: 1,
+    crop: "random",
+    ...over,
+  } as PretrainConfig;
+}
+
+async function stepLosses(dir: string): Promise<number[]> {
+  return (await readRunLog(dir)).filter((r) => r.type === "step").map((r) => r.loss as number);
+}
+
+function assertClose(a: number[], b: number[], rel: number, what: string): void {
+  assert.equal(a.length, b.length, what);
+  a.forEach((x, i) =>
+    assert.ok(Math.abs(x - b[i]) <= rel * Math.abs(x), `${what} ${i}: ${x} vs ${b[i]}`)
+  );
+}
+
+Deno.test("pretrain with workers=2 gives the workers=1 losses (no dropout; random crops and masks drawn in the main thread)", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const train = await tinyDataset(tmp, 36, 1);
+    const data = await openTokenDataset(train, { codebookSize: K });
+    const before = tf.memory().numTensors;
+    const losses: number[][] = [];
+    for (const workers of [1, 2]) {
+      const cfg = pretrainConfig(train, {
+        workers,
+        model: mtmTiny({ codebookSize: K, ...NO_DROPOUT }),
+      });
+      const model = new MtmModel(cfg.model, new Rng(cfg.seed).fork("init"));
+      const dir = await createRunDir(tmp, `w${workers}`);
+      const s = await pretrain({ config: cfg, model, data, runDir: dir, progress: false });
+      assert.equal(s.steps, 10);
+      losses.push(await stepLosses(dir));
+      model.dispose();
+    }
+    assertClose(losses[0], losses[1], 1e-5, "step loss");
+    assert.equal(tf.memory().numTensors, before);
+    assert.equal(liveWorkers(), 0);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("pretrain with workers=2 and dropout: reproducible, and a resumed run gives the uninterrupted run's losses", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const train = await tinyDataset(tmp, 36, 2);
+    const data = await openTokenDataset(train, { codebookSize: K });
+    const cfg = pretrainConfig(train, { workers: 2 });
+    const m1 = new MtmModel(cfg.model, new Rng(cfg.seed).fork("init"));
+    const dirA = await createRunDir(tmp, "a");
+    await pretrain({ config: cfg, model: m1, data, runDir: dirA, progress: false });
+    const m2 = new MtmModel(cfg.model, new Rng(cfg.seed).fork("init"));
+    const dirB = await createRunDir(tmp, "b");
+    await pretrain({
+      config: { ...cfg, maxSteps: 4 },
+      model: m2,
+      data,
+      runDir: dirB,
+      progress: false,
+    });
+    m2.dispose();
+    const ck = await loadCheckpoint(dirB);
+    assert.equal(ck.state.step, 4);
+    assert.equal((ck.state.config as PretrainConfig).workers, 2);
+    const m3 = new MtmModel(cfg.model, new Rng(7).fork("init")); // overwritten by the checkpoint
+    await pretrain({
+      config: { ...(ck.state.config as PretrainConfig), maxSteps: null },
+      model: m3,
+      data,
+      runDir: dirB,
+      resume: ck,
+      progress: false,
+      print: () => {},
+    });
+    const la = await stepLosses(dirA), lb = await stepLosses(dirB);
+    assert.equal(la.length, 10);
+    assert.deepEqual(lb, la, "bit-identical losses");
+    const sa = m1.params.stateDict(), sb = m3.params.stateDict();
+    for (const [k, t] of sa) assert.deepEqual(sb.get(k)!.data, t.data, k);
+    m1.dispose();
+    m3.dispose();
+    assert.equal(liveWorkers(), 0);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+function finetuneConfig(train: string, over: Partial<FinetuneConfig>): FinetuneConfig {
+  return {
+    ...FINETUNE_DEFAULTS,
+    model: classifierTiny({ codebookSize: K, numClasses: C, dropPath: 0, embedDropout: 0 }),
+    data: { train, test: null, limitTrain: null, limitTest: null },
+    batchSize: 8,
+    epochs: 2,
+    warmupEpochs: 1,
+    lr: 3e-3,
+    logEvery: 1,
+    ...over,
+  } as FinetuneConfig;
+}
+
+Deno.test("finetune with workers=2 gives the workers=1 losses (no dropout); NaN targets from the augmentation step stop it with no worker left", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const train = await tinyDataset(tmp, 40, 3);
+    const data = await openTokenDataset(train, { codebookSize: K });
+    const losses: number[][] = [];
+    for (const workers of [1, 2]) {
+      const cfg = finetuneConfig(train, { workers });
+      const model = new TokenClassifier(cfg.model, new Rng(1));
+      const dir = await createRunDir(tmp, `ft${workers}`);
+      await finetune({ config: cfg, model, data, runDir: dir, progress: false });
+      losses.push(await stepLosses(dir));
+      model.dispose();
+    }
+    assert.equal(losses[0].length, 10);
+    assertClose(losses[0], losses[1], 1e-5, "step loss");
+
+    const cfg = finetuneConfig(train, { workers: 2 });
+    const model = new TokenClassifier(cfg.model, new Rng(1));
+    const dir = await createRunDir(tmp, "nan");
+    const before = tf.memory().numTensors;
+    await assert.rejects(
+      () =>
+        finetune({
+          config: cfg,
+          model,
+          data,
+          runDir: dir,
+          progress: false,
+          augment: ({ codes, labels, step }) =>
+            tf.tidy(() => {
+              const t = smoothedOneHot(labels!, C, 0.1);
+              if (step === 3) t[7 * C] = NaN; // the last sample: the worker's shard
+              return {
+                codes: tf.slice(codes, [0, 0, 0], [-1, 8, 8]) as tf.Tensor3D,
+                targets: tf.tensor2d(t, [labels!.length, C]),
+              };
+            }),
+        }),
+      (e: Error) => e instanceof NonFiniteLossError && e.step === 3,
+    );
+    assert.equal(liveWorkers(), 0, "the pool is closed on the error");
+    assert.equal(tf.memory().numTensors, before);
+    const err = (await readRunLog(dir)).find((r) => r.type === "error")!;
+    assert.equal(err.error, "NonFiniteLossError");
+    model.dispose();
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("config key workers: checked against the batch size", () => {
+  const cfg = pretrainConfig("x", { workers: 8 });
+  assert.throws(
+    () => checkRunConfig(cfg),
+    /Config key "workers": 8 must be an integer in \[1, batchSize = 7\]/,
+  );
+  assert.throws(() => checkRunConfig({ ...cfg, workers: 0 }), RangeError);
+  checkRunConfig({ ...cfg, workers: undefined }); // runs from before the key: 1
 });
