@@ -13,6 +13,7 @@ export * from "./image.ts";
 export * from "./image_columns.ts";
 export * from "./overlay.ts";
 export * from "./follow_run.ts";
+export * from "./grid_progress.ts";
 export * from "./grid_table.ts";
 export * from "./progress.ts";
 export * from "./run_log.ts";

@@ -1,6 +1,6 @@
 // The lib/ helpers the topic notebooks call (decodedImages, pairTokenizer, tokenStorage,
 // pngBytesPerImage, codeCounts, maskGrid, mtmPredict, compareTokenAdapt, overlayCells,
-// imageColumns, gridTable, followRun), on the committed data and weights where they exist.
+// imageColumns, gridTable, followRun, liveGridExecutor), on the committed data and weights where they exist.
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "@lib/backend";
@@ -12,9 +12,19 @@ import {
   followRun,
   gridTable,
   imageColumns,
+  liveGridExecutor,
   LiveProgress,
   overlayCells,
+  plannedSteps,
 } from "@lib/report";
+import {
+  expandGrid,
+  inProcessExecutor,
+  prepareBudgets,
+  readConfigFile,
+  resolveGridConfig,
+  runGrid,
+} from "@lib/train";
 import {
   decodeCodes,
   decodedImages,
@@ -330,6 +340,35 @@ Deno.test("followRun turns step records appended to log.jsonl into progress upda
     );
     await follower.stop();
     assert.deepEqual(h.rows.map((r) => r.loss), [7, 5]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("liveGridExecutor runs a real grid run; plannedSteps is the step count it took", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const tiny = await readConfigFile("configs/grid_tiny.json") as Record<string, unknown>;
+    const grid = resolveGridConfig({
+      ...tiny,
+      seeds: [0],
+      budgets: [{ id: "fm8-40", tokens: "fmnist8", records: 40 }],
+      cells: [{ budgets: ["fm8-40"], arms: ["seit"] }],
+    }, "test");
+    const budgets = await prepareBudgets(grid, `${dir}/data`, () => {});
+    const specs = expandGrid(grid, budgets, { runsDir: `${dir}/runs` });
+    assert.equal(specs.length, 1);
+    const execute = liveGridExecutor(inProcessExecutor({ print: () => {} }), { output: "none" });
+    const [r] = await runGrid(specs, { execute, print: () => {} });
+    assert.equal(r.status, "ran", r.message);
+    const metrics = JSON.parse(await Deno.readTextFile(`${specs[0].dir}/metrics.json`));
+    assert.equal(plannedSteps(specs[0]), metrics.steps);
+    // a failing run fails through the wrapper (and its display is finished, not left open)
+    const broken = { ...specs[0], id: "broken", dir: `${dir}/runs/broken` };
+    broken.config = { ...broken.config, codebook: `${dir}/missing.npy` };
+    const [b] = await runGrid([broken], { execute, print: () => {} });
+    assert.equal(b.status, "failed");
+    assert.match(b.message ?? "", /missing\.npy/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
