@@ -58,6 +58,8 @@ export class ImageColumnsView {
   readonly options: ImageColumnsOptions;
 
   /**
+   * Checks the columns and options.
+   *
    * @param columns labelled uint8 batches of the same N, H and W
    * @param options scale, caption, row labels, notes
    * @throws TypeError for no columns, a non-uint8 batch, mismatched shapes, or label counts
