@@ -417,7 +417,8 @@ Deno.test("deno task ablate --jobs 2: runs in child processes, stops on SIGTERM 
     assert.equal(out2.code, 0, err2);
     assert.match(err2, /0 ran, 2 resumed, 0 skipped/);
     const summary = await Deno.readTextFile(join(tmp, "summary.md"));
-    assert.match(summary, /\|SeiT\|seit\|fm8-40\|/);
+    assert.match(summary, /\|SeiT\|fm8-40\|40\|2\.7\|\d+\.\d\d \(n=1\)\|0\|/);
+    assert.match(await Deno.readTextFile(join(tmp, "summary.csv")), /^method,arm,budget,/);
     assert.match(new TextDecoder().decode(out2.stdout), /Pixels 14x14/);
     const log = await readRunLog(join(tmp, "runs/ft-seit-fm8-40-s0"));
     assert.ok(log.some((r) => r.type === "stopped") && log.some((r) => r.type === "resume"));
