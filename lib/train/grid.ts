@@ -1002,6 +1002,7 @@ export class GridConflictError extends Error {
   readonly keys: string[];
 
   /**
+   * A conflict in one folder.
    * @param dir the folder
    * @param keys the differing keys
    */

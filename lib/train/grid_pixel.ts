@@ -156,6 +156,7 @@ export class PixelSource implements TokenSource {
   readonly #pixels: Uint8Array;
 
   /**
+   * Images already in memory.
    * @param pixels `[N * S * S]` uint8 row-major (kept, not copied)
    * @param side S
    * @param labels N labels
@@ -203,6 +204,7 @@ export class PixelSource implements TokenSource {
   }
 
   /**
+   * Read images as "codes" (pixel values).
    * @param indices image indices
    * @param out optional destination
    * @returns `[B, S, S]` int32 pixel values

@@ -339,6 +339,7 @@ export class GridWorkerError extends Error {
   readonly code: number;
 
   /**
+   * A child process's failure.
    * @param id the run id
    * @param code the exit code
    * @param tail the last lines of its output
