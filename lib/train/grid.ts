@@ -611,6 +611,13 @@ export async function prepareBudgets(
       } else {
         const px = await readIdxImagesAndLabels(g.pixels.train, g.pixels.trainLabels);
         const lab = Int32Array.from(px.labels.data as ArrayLike<number>);
+        // the pixel budgets must hold the same images as the token budgets of the same size
+        for (const tb of usedBudgets(g)) {
+          const path = tb.tokens === null ? null : g.tokens[tb.tokens].train;
+          if (path === null || labelCache.has(path)) continue;
+          const tds = await openTokenDataset(path, { verify: false });
+          if (tds.labels !== null) labelCache.set(path, tds.labels);
+        }
         for (const [path, tl] of labelCache) {
           if (tl.length !== lab.length || tl.some((v, i) => v !== lab[i])) {
             throw new RangeError(
