@@ -68,7 +68,7 @@ export interface LogRecord {
 export async function createRunDir(
   outDir: string,
   name: string,
-  now = new Date(),
+  now: Date = new Date(),
 ): Promise<string> {
   const stamp = now.toISOString().replace(/[-:]/g, "").replace("T", "-").slice(0, 15);
   const safe = name.replace(/[^A-Za-z0-9_.-]/g, "_");
