@@ -1043,6 +1043,19 @@ export function jsonDiff(a: unknown, b: unknown, prefix = ""): string[] {
 }
 
 /**
+ * Config keys added after runs were first written, with the value those runs used
+ * implicitly (a folder written before `workers` existed trained single-process).
+ */
+const ADDED_KEYS: Readonly<Record<string, unknown>> = { workers: 1 };
+
+function withAddedDefaults(config: unknown, spec: Record<string, unknown>): unknown {
+  if (config === null || typeof config !== "object" || Array.isArray(config)) return config;
+  const out: Record<string, unknown> = { ...config as Record<string, unknown> };
+  for (const [k, v] of Object.entries(ADDED_KEYS)) if (!(k in out) && k in spec) out[k] = v;
+  return out;
+}
+
+/**
  * Where a run stands: `done` (metrics.json written), `resume` (a checkpoint but no
  * metrics), or `fresh` (nothing, or a folder that died before its first checkpoint).
  *
@@ -1053,7 +1066,7 @@ export function jsonDiff(a: unknown, b: unknown, prefix = ""): string[] {
 export async function gridRunState(spec: GridRunSpec): Promise<GridRunState> {
   const config = await readJson(join(spec.dir, "config.json"));
   if (config === null) return { state: "fresh" };
-  const diff = jsonDiff(config, spec.config);
+  const diff = jsonDiff(withAddedDefaults(config, spec.config), spec.config);
   if (diff.length > 0) throw new GridConflictError(spec.dir, diff);
   if (await readJson(join(spec.dir, "metrics.json")) !== null) return { state: "done" };
   const ck = await readJson(join(spec.dir, "checkpoint.json")) as { step?: number } | null;
