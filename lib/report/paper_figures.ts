@@ -316,7 +316,8 @@ export function ablationTable(runs: readonly GridRunRecord[], budget: string): C
 
 /**
  * The ablation for reading: rows = components, columns `no MTM` / `MTM` as
- * "mean ± std (n)", and the paper's number (ViT-S, ImageNet-100; SeiT++ recipe with MTM).
+ * "mean ± std (n)", and the paper's number (ViT-S, ImageNet-100, as REFERENCE.md section 7
+ * gives it, one number per component set).
  * @param long {@linkcode ablationTable}'s table
  * @returns an arquero table of strings
  */
@@ -407,7 +408,7 @@ export function accuracyVsStorageFigure(runs: readonly GridRunRecord[]): Figure 
     traces.push(t);
   });
   return figure(traces, {
-    title: "Test top-1 vs stored training data (Fashion-MNIST)",
+    title: `Test top-1 vs stored training data (Fashion-MNIST; lines: ${main} tokens)`,
     xTitle: "stored training set (MB, log scale)",
     yTitle: "test top-1 (%), mean ± std over seeds",
     logX: true,
