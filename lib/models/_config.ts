@@ -98,3 +98,64 @@ export const PROB: FieldRule = { kind: "number", min: 0, max: 1, maxExclusive: t
 export const POS_INT: FieldRule = { kind: "int", min: 1 };
 /** Rule for a positive epsilon. */
 export const EPS: FieldRule = { kind: "number", min: 0, max: 1, minExclusive: true };
+
+/** The ViT fields every classifier config has (token classifier, pixel ViT). */
+export type VitClassifierField =
+  | "numClasses"
+  | "embedDim"
+  | "depth"
+  | "numHeads"
+  | "mlpRatio"
+  | "qkvBias"
+  | "normEps"
+  | "dropout"
+  | "attnDropout"
+  | "dropPath"
+  | "globalPool"
+  | "linearInit"
+  | "headInitStd";
+
+/** Rules of {@linkcode VitClassifierField}. */
+export const VIT_CLASSIFIER_RULES: { readonly [K in VitClassifierField]: FieldRule } = {
+  numClasses: POS_INT,
+  embedDim: POS_INT,
+  depth: POS_INT,
+  numHeads: POS_INT,
+  mlpRatio: { kind: "number", min: 0, max: 64, minExclusive: true },
+  qkvBias: { kind: "boolean" },
+  normEps: EPS,
+  dropout: PROB,
+  attnDropout: PROB,
+  dropPath: PROB,
+  globalPool: { kind: "boolean" },
+  linearInit: { kind: "enum", values: ["xavier_uniform", "trunc_normal"] },
+  headInitStd: { kind: "number", min: 0, max: 10 },
+};
+
+/**
+ * The shape checks of a ViT: `side` divisible by the patch size, `embedDim` by the
+ * heads and by 4 (the 2-D sin-cos table).
+ * @param what config name
+ * @param c the resolved fields
+ * @param sideName what the side is called (`gridSide`, `imageSize`)
+ * @param side its value
+ * @throws {RangeError} when a check fails
+ */
+export function checkVitShape(
+  what: string,
+  c: { patchSize: number; embedDim: number; numHeads: number },
+  sideName: string,
+  side: number,
+): void {
+  check(
+    what,
+    side % c.patchSize === 0,
+    `${sideName} ${side} is not divisible by patchSize ${c.patchSize}`,
+  );
+  check(
+    what,
+    c.embedDim % c.numHeads === 0,
+    `embedDim ${c.embedDim} is not divisible by numHeads ${c.numHeads}`,
+  );
+  check(what, c.embedDim % 4 === 0, `embedDim ${c.embedDim} is not divisible by 4 (sin-cos table)`);
+}

@@ -13,9 +13,15 @@
 import * as tf from "@tensorflow/tfjs";
 import type { HostTensor } from "../io/mod.ts";
 import type { Rng } from "../random/mod.ts";
-import { check, EPS, type FieldRule, POS_INT, PROB, resolveFields } from "./_config.ts";
+import {
+  checkVitShape,
+  type FieldRule,
+  POS_INT,
+  PROB,
+  resolveFields,
+  VIT_CLASSIFIER_RULES,
+} from "./_config.ts";
 import { sincos2d, truncNormal } from "./init.ts";
-import { dropout, gatherRows } from "./ops.ts";
 import { type LoadReport, ParamStore } from "./params.ts";
 import {
   addPatchEmbed,
@@ -29,11 +35,10 @@ import type { RecordFn } from "./mtm.ts";
 import {
   addBlock,
   addLayerNorm,
-  applyLayerNorm,
   applyLinear,
-  blockForward,
   type BlockSpec,
-  dropPathRates,
+  encoderFeatures,
+  type EncoderSpec,
   type LinearInit,
   tokenInit,
 } from "./vit.ts";
@@ -103,24 +108,12 @@ const CLS_DEFAULTS: ResolvedClassifierConfig = {
 };
 
 const CLS_RULES: { [K in keyof ResolvedClassifierConfig]: FieldRule } = {
+  ...VIT_CLASSIFIER_RULES,
   gridSide: POS_INT,
   patchSize: POS_INT,
   codebookSize: { kind: "int", min: 2 },
   tokenDim: POS_INT,
-  numClasses: POS_INT,
-  embedDim: POS_INT,
-  depth: POS_INT,
-  numHeads: POS_INT,
-  mlpRatio: { kind: "number", min: 0, max: 64, minExclusive: true },
-  qkvBias: { kind: "boolean" },
-  normEps: EPS,
   embedDropout: PROB,
-  dropout: PROB,
-  attnDropout: PROB,
-  dropPath: PROB,
-  globalPool: { kind: "boolean" },
-  linearInit: { kind: "enum", values: ["xavier_uniform", "trunc_normal"] },
-  headInitStd: { kind: "number", min: 0, max: 10 },
 };
 
 /**
@@ -133,17 +126,7 @@ const CLS_RULES: { [K in keyof ResolvedClassifierConfig]: FieldRule } = {
 export function resolveClassifierConfig(config: ClassifierConfig = {}): ResolvedClassifierConfig {
   const what = "ClassifierConfig";
   const c = resolveFields<ResolvedClassifierConfig>(what, config, CLS_DEFAULTS, CLS_RULES);
-  check(
-    what,
-    c.gridSide % c.patchSize === 0,
-    `gridSide ${c.gridSide} is not divisible by patchSize ${c.patchSize}`,
-  );
-  check(
-    what,
-    c.embedDim % c.numHeads === 0,
-    `embedDim ${c.embedDim} is not divisible by numHeads ${c.numHeads}`,
-  );
-  check(what, c.embedDim % 4 === 0, `embedDim ${c.embedDim} is not divisible by 4 (sin-cos table)`);
+  checkVitShape(what, c, "gridSide", c.gridSide);
   return c;
 }
 
@@ -194,7 +177,7 @@ export class TokenClassifier {
   /** Patches per sample L. */
   readonly numPatches: number;
   readonly #front: TokenFrontSpec;
-  readonly #block: BlockSpec;
+  readonly #encoder: EncoderSpec;
 
   /**
    * Build and initialize (blocks per `linearInit`, zero biases, LayerNorm 1/0, CLS
@@ -210,11 +193,20 @@ export class TokenClassifier {
     const grid = c.gridSide / c.patchSize;
     this.numPatches = grid * grid;
     this.#front = c;
-    this.#block = {
+    const block: BlockSpec = {
       dim: c.embedDim,
       numHeads: c.numHeads,
       mlpRatio: c.mlpRatio,
       qkvBias: c.qkvBias,
+    };
+    this.#encoder = {
+      block,
+      depth: c.depth,
+      normEps: c.normEps,
+      dropout: c.dropout,
+      attnDropout: c.attnDropout,
+      dropPath: c.dropPath,
+      globalPool: c.globalPool,
     };
     const p = new ParamStore("cls");
     this.params = p;
@@ -224,7 +216,7 @@ export class TokenClassifier {
       tf.tensor3d(sincos2d(c.embedDim, grid, true), [1, 1 + this.numPatches, c.embedDim]),
     );
     addPatchEmbed(p, c.tokenDim, c.embedDim, c.patchSize, rng);
-    for (let i = 0; i < c.depth; i++) addBlock(p, `blocks.${i}`, this.#block, c.linearInit, rng);
+    for (let i = 0; i < c.depth; i++) addBlock(p, `blocks.${i}`, block, c.linearInit, rng);
     addLayerNorm(p, "norm", c.embedDim);
     p.add(
       "head.weight",
@@ -271,8 +263,6 @@ export class TokenClassifier {
     const c = this.config;
     const batch = codes.shape[0];
     const training = options.training ?? false;
-    const rec = options.record;
-    const l = this.numPatches;
     return tf.tidy(() => {
       const p = this.params;
       const emb = embedTokens(
@@ -283,48 +273,11 @@ export class TokenClassifier {
         options.rng,
       );
       const pe = patchEmbed(p, emb, this.#front);
-      rec?.("act_patch_embed", tf.reshape(pe, [batch, l, c.embedDim]));
-      const idx = new Int32Array(batch * (1 + l));
-      for (let b = 0; b < batch; b++) {
-        idx[b * (1 + l)] = batch * l;
-        for (let i = 0; i < l; i++) idx[b * (1 + l) + 1 + i] = b * l + i;
-      }
-      const withCls = gatherRows(
-        tf.concat([pe, tf.reshape(p.get("cls_token"), [1, c.embedDim])], 0) as tf.Tensor2D,
-        idx,
-      );
-      let x = tf.reshape(
-        tf.add(tf.reshape(withCls, [batch, 1 + l, c.embedDim]), p.get("pos_embed")),
-        [batch * (1 + l), c.embedDim],
-      ) as tf.Tensor2D;
-      if (training && c.dropout > 0) x = dropout(x, c.dropout, options.rng);
-      const rates = dropPathRates(c.dropPath, c.depth);
-      for (let i = 0; i < c.depth; i++) {
-        x = blockForward(p, `blocks.${i}`, this.#block, x, batch, {
-          eps: c.normEps,
-          dropout: c.dropout,
-          attnDropout: c.attnDropout,
-          dropPath: rates[i],
-          training,
-          rng: options.rng,
-        });
-      }
-      let pooled: tf.Tensor2D;
-      if (c.globalPool) {
-        const rows = new Int32Array(batch * l);
-        for (let b = 0; b < batch; b++) {
-          for (let i = 0; i < l; i++) rows[b * l + i] = b * (1 + l) + 1 + i;
-        }
-        pooled = tf.mean(tf.reshape(gatherRows(x, rows), [batch, l, c.embedDim]), 1);
-      } else {
-        const rows = new Int32Array(batch);
-        for (let b = 0; b < batch; b++) rows[b] = b * (1 + l);
-        pooled = gatherRows(x, rows);
-      }
-      rec?.("pooled_before_norm", pooled);
-      const features = applyLayerNorm(p, "norm", pooled, c.normEps);
-      rec?.("features", features);
-      return features;
+      return encoderFeatures(p, pe, batch, this.#encoder, {
+        training,
+        rng: options.rng,
+        record: options.record,
+      });
     });
   }
 

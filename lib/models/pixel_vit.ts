@@ -8,20 +8,25 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { check, EPS, type FieldRule, POS_INT, PROB, resolveFields } from "./_config.ts";
+import {
+  checkVitShape,
+  type FieldRule,
+  POS_INT,
+  resolveFields,
+  VIT_CLASSIFIER_RULES,
+} from "./_config.ts";
 import { sincos2d, truncNormal } from "./init.ts";
-import { dropout, gatherRows, linear } from "./ops.ts";
+import { linear } from "./ops.ts";
 import { ParamStore } from "./params.ts";
 import type { RecordFn } from "./mtm.ts";
 import { addPatchEmbed, patchify } from "./token_embed.ts";
 import {
   addBlock,
   addLayerNorm,
-  applyLayerNorm,
   applyLinear,
-  blockForward,
   type BlockSpec,
-  dropPathRates,
+  encoderFeatures,
+  type EncoderSpec,
   type LinearInit,
   tokenInit,
 } from "./vit.ts";
@@ -85,22 +90,10 @@ const DEFAULTS: ResolvedPixelVitConfig = {
 };
 
 const RULES: { [K in keyof ResolvedPixelVitConfig]: FieldRule } = {
+  ...VIT_CLASSIFIER_RULES,
   imageSize: POS_INT,
   channels: POS_INT,
   patchSize: POS_INT,
-  numClasses: POS_INT,
-  embedDim: POS_INT,
-  depth: POS_INT,
-  numHeads: POS_INT,
-  mlpRatio: { kind: "number", min: 0, max: 64, minExclusive: true },
-  qkvBias: { kind: "boolean" },
-  normEps: EPS,
-  dropout: PROB,
-  attnDropout: PROB,
-  dropPath: PROB,
-  globalPool: { kind: "boolean" },
-  linearInit: { kind: "enum", values: ["xavier_uniform", "trunc_normal"] },
-  headInitStd: { kind: "number", min: 0, max: 10 },
 };
 
 /**
@@ -113,17 +106,7 @@ const RULES: { [K in keyof ResolvedPixelVitConfig]: FieldRule } = {
 export function resolvePixelVitConfig(config: PixelVitConfig = {}): ResolvedPixelVitConfig {
   const what = "PixelVitConfig";
   const c = resolveFields<ResolvedPixelVitConfig>(what, config, DEFAULTS, RULES);
-  check(
-    what,
-    c.imageSize % c.patchSize === 0,
-    `imageSize ${c.imageSize} is not divisible by patchSize ${c.patchSize}`,
-  );
-  check(
-    what,
-    c.embedDim % c.numHeads === 0,
-    `embedDim ${c.embedDim} is not divisible by numHeads ${c.numHeads}`,
-  );
-  check(what, c.embedDim % 4 === 0, `embedDim ${c.embedDim} is not divisible by 4 (sin-cos table)`);
+  checkVitShape(what, c, "imageSize", c.imageSize);
   return c;
 }
 
@@ -160,7 +143,7 @@ export class PixelVit {
   readonly params: ParamStore;
   /** Patches per image L. */
   readonly numPatches: number;
-  readonly #block: BlockSpec;
+  readonly #encoder: EncoderSpec;
 
   /**
    * Build and initialize (blocks per `linearInit`, zero biases, LayerNorm 1/0, CLS
@@ -174,11 +157,20 @@ export class PixelVit {
     this.config = c;
     const grid = c.imageSize / c.patchSize;
     this.numPatches = grid * grid;
-    this.#block = {
+    const block: BlockSpec = {
       dim: c.embedDim,
       numHeads: c.numHeads,
       mlpRatio: c.mlpRatio,
       qkvBias: c.qkvBias,
+    };
+    this.#encoder = {
+      block,
+      depth: c.depth,
+      normEps: c.normEps,
+      dropout: c.dropout,
+      attnDropout: c.attnDropout,
+      dropPath: c.dropPath,
+      globalPool: c.globalPool,
     };
     const p = new ParamStore("pixel_vit");
     this.params = p;
@@ -188,7 +180,7 @@ export class PixelVit {
       tf.tensor3d(sincos2d(c.embedDim, grid, true), [1, 1 + this.numPatches, c.embedDim]),
     );
     addPatchEmbed(p, c.channels, c.embedDim, c.patchSize, rng);
-    for (let i = 0; i < c.depth; i++) addBlock(p, `blocks.${i}`, this.#block, c.linearInit, rng);
+    for (let i = 0; i < c.depth; i++) addBlock(p, `blocks.${i}`, block, c.linearInit, rng);
     addLayerNorm(p, "norm", c.embedDim);
     p.add(
       "head.weight",
@@ -217,8 +209,6 @@ export class PixelVit {
       );
     }
     const training = options.training ?? false;
-    const rec = options.record;
-    const l = this.numPatches;
     return tf.tidy(() => {
       const p = this.params;
       const nhwc = tf.reshape(tf.transpose(tf.cast(images, "float32"), [0, 2, 3, 1]), [
@@ -230,45 +220,11 @@ export class PixelVit {
         p.get("patch_embed.proj.weight") as tf.Tensor2D,
         p.get("patch_embed.proj.bias") as tf.Tensor1D,
       );
-      rec?.("act_patch_embed", tf.reshape(pe, [batch, l, c.embedDim]));
-      const idx = new Int32Array(batch * (1 + l));
-      for (let b = 0; b < batch; b++) {
-        idx[b * (1 + l)] = batch * l;
-        for (let i = 0; i < l; i++) idx[b * (1 + l) + 1 + i] = b * l + i;
-      }
-      const withCls = gatherRows(
-        tf.concat([pe, tf.reshape(p.get("cls_token"), [1, c.embedDim])], 0) as tf.Tensor2D,
-        idx,
-      );
-      let x = tf.reshape(
-        tf.add(tf.reshape(withCls, [batch, 1 + l, c.embedDim]), p.get("pos_embed")),
-        [batch * (1 + l), c.embedDim],
-      ) as tf.Tensor2D;
-      if (training && c.dropout > 0) x = dropout(x, c.dropout, options.rng);
-      const rates = dropPathRates(c.dropPath, c.depth);
-      for (let i = 0; i < c.depth; i++) {
-        x = blockForward(p, `blocks.${i}`, this.#block, x, batch, {
-          eps: c.normEps,
-          dropout: c.dropout,
-          attnDropout: c.attnDropout,
-          dropPath: rates[i],
-          training,
-          rng: options.rng,
-        });
-      }
-      const rows = new Int32Array(c.globalPool ? batch * l : batch);
-      for (let b = 0; b < batch; b++) {
-        if (c.globalPool) { for (let i = 0; i < l; i++) rows[b * l + i] = b * (1 + l) + 1 + i; }
-        else rows[b] = b * (1 + l);
-      }
-      const picked = gatherRows(x, rows);
-      const pooled = c.globalPool
-        ? tf.mean(tf.reshape(picked, [batch, l, c.embedDim]), 1) as tf.Tensor2D
-        : picked;
-      rec?.("pooled_before_norm", pooled);
-      const features = applyLayerNorm(p, "norm", pooled, c.normEps);
-      rec?.("features", features);
-      return features;
+      return encoderFeatures(p, pe, batch, this.#encoder, {
+        training,
+        rng: options.rng,
+        record: options.record,
+      });
     });
   }
 

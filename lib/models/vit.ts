@@ -9,7 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { attention, dropout, dropPath, gelu, layerNorm, linear } from "./ops.ts";
+import { attention, dropout, dropPath, gatherRows, gelu, layerNorm, linear } from "./ops.ts";
 import type { ParamStore } from "./params.ts";
 import { normal, truncNormal, xavierUniform } from "./init.ts";
 
@@ -211,4 +211,99 @@ export function dropPathRates(rate: number, depth: number): number[] {
  */
 export function tokenInit(dim: number, std: number, rng: Rng): tf.Tensor3D {
   return tf.tensor3d(normal(dim, std, rng), [1, 1, dim]);
+}
+
+/** What {@linkcode encoderFeatures} needs of a classifier's configuration. */
+export interface EncoderSpec {
+  /** Block geometry. */
+  block: BlockSpec;
+  /** Number of blocks. */
+  depth: number;
+  /** LayerNorm epsilon. */
+  normEps: number;
+  /** Dropout after the position embedding and inside the blocks (training only). */
+  dropout: number;
+  /** Attention dropout (training only). */
+  attnDropout: number;
+  /** Stochastic depth rate of the last block. */
+  dropPath: number;
+  /** Average the non-CLS outputs (true) or take the CLS output. */
+  globalPool: boolean;
+}
+
+/** Run-time settings of {@linkcode encoderFeatures}. */
+export interface EncoderRunOptions {
+  /** Training mode: dropout / drop path active. */
+  training: boolean;
+  /** Generator for dropout / drop path. */
+  rng?: Rng;
+  /** Receives `act_patch_embed`, `pooled_before_norm` and `features`. */
+  record?: (name: string, tensor: tf.Tensor) => void;
+}
+
+/**
+ * The classifier trunk shared by the token classifier and the pixel ViT (timm's
+ * `VisionTransformer.forward_features` with global pooling): prepend the CLS token
+ * (`cls_token`), add `pos_embed`, dropout, the blocks `blocks.<i>`, then the mean of the
+ * non-CLS outputs (or the CLS output) and LayerNorm `norm`. Call inside `tf.tidy`.
+ *
+ * @param store parameters
+ * @param patches `[B*L, D]` patch embeddings, rows in (batch, position) order
+ * @param batch B
+ * @param spec geometry and rates
+ * @param options training, rng, record
+ * @returns `[B, D]` features
+ */
+export function encoderFeatures(
+  store: ParamStore,
+  patches: tf.Tensor2D,
+  batch: number,
+  spec: EncoderSpec,
+  options: EncoderRunOptions,
+): tf.Tensor2D {
+  const dim = spec.block.dim;
+  const l = patches.shape[0] / batch;
+  const rec = options.record;
+  rec?.("act_patch_embed", tf.reshape(patches, [batch, l, dim]));
+  const idx = new Int32Array(batch * (1 + l));
+  for (let b = 0; b < batch; b++) {
+    idx[b * (1 + l)] = batch * l;
+    for (let i = 0; i < l; i++) idx[b * (1 + l) + 1 + i] = b * l + i;
+  }
+  const withCls = gatherRows(
+    tf.concat([patches, tf.reshape(store.get("cls_token"), [1, dim])], 0) as tf.Tensor2D,
+    idx,
+  );
+  let x = tf.reshape(
+    tf.add(tf.reshape(withCls, [batch, 1 + l, dim]), store.get("pos_embed")),
+    [batch * (1 + l), dim],
+  ) as tf.Tensor2D;
+  if (options.training && spec.dropout > 0) x = dropout(x, spec.dropout, options.rng);
+  const rates = dropPathRates(spec.dropPath, spec.depth);
+  for (let i = 0; i < spec.depth; i++) {
+    x = blockForward(store, `blocks.${i}`, spec.block, x, batch, {
+      eps: spec.normEps,
+      dropout: spec.dropout,
+      attnDropout: spec.attnDropout,
+      dropPath: rates[i],
+      training: options.training,
+      rng: options.rng,
+    });
+  }
+  let pooled: tf.Tensor2D;
+  if (spec.globalPool) {
+    const rows = new Int32Array(batch * l);
+    for (let b = 0; b < batch; b++) {
+      for (let i = 0; i < l; i++) rows[b * l + i] = b * (1 + l) + 1 + i;
+    }
+    pooled = tf.mean(tf.reshape(gatherRows(x, rows), [batch, l, dim]), 1);
+  } else {
+    const rows = new Int32Array(batch);
+    for (let b = 0; b < batch; b++) rows[b] = b * (1 + l);
+    pooled = gatherRows(x, rows);
+  }
+  rec?.("pooled_before_norm", pooled);
+  const features = applyLayerNorm(store, "norm", pooled, spec.normEps);
+  rec?.("features", features);
+  return features;
 }
