@@ -253,6 +253,124 @@ export function accuracyDisplayTable(table: ColumnTable): ColumnTable {
   return rows.length ? aq.from(rows) : aq.table({ method: [] });
 }
 
+/** The main token set of a grid: the token source with the most budgets (ties: name order). */
+function mainTokenSource(table: readonly Row[]): string {
+  const sources = [
+    ...new Set(table.filter((r) => r.arm !== "pixel").map((r) => r.source as string)),
+  ];
+  const count = (s: string) =>
+    new Set(table.filter((r) => r.source === s).map((r) => r.budget)).size;
+  sources.sort((a, b) => count(b) - count(a) || cmp(a, b));
+  return sources[0] ?? "";
+}
+
+/**
+ * The stored training sets of a grid: one row per budget with `budget`, `source`, `records`,
+ * `storage_bytes` and `bytes_per_image`, by source then size.
+ * @param table {@linkcode accuracyTable}'s table
+ * @returns an arquero table
+ */
+export function storageTable(table: ColumnTable): ColumnTable {
+  const seen = new Map<string, Row>();
+  for (const r of rowsOf(table)) {
+    if (seen.has(r.budget as string)) continue;
+    seen.set(r.budget as string, {
+      budget: r.budget,
+      source: r.source,
+      records: r.records,
+      storage_bytes: r.storage_bytes,
+      bytes_per_image: (r.storage_bytes as number) / (r.records as number),
+    });
+  }
+  const rows = [...seen.values()].sort((a, b) =>
+    cmp(a.source as string, b.source as string) ||
+    (a.storage_bytes as number) - (b.storage_bytes as number)
+  );
+  return rows.length ? aq.from(rows) : aq.table({ budget: [] });
+}
+
+/** Top-1 of the four storage-study methods at one storage size, and the gains over SeiT. */
+export interface StorageGainRow {
+  /** The budget id (grid) or the stored size (paper). */
+  budget: string;
+  /** Stored bytes (grid) or null (paper, where `budget` says it). */
+  storage_bytes: number | null;
+  seit: number;
+  seit_mtm: number;
+  seitpp_nomtm: number;
+  seitpp: number;
+  /** SeiT + MTM minus SeiT. */
+  gain_mtm: number;
+  /** SeiT++ without MTM minus SeiT (TokenAdapt + ColorAdapt). */
+  gain_augmentations: number;
+  /** SeiT++ minus SeiT. */
+  gain_both: number;
+}
+
+function withGains(
+  r: Omit<StorageGainRow, "gain_mtm" | "gain_augmentations" | "gain_both">,
+): StorageGainRow {
+  return {
+    ...r,
+    gain_mtm: r.seit_mtm - r.seit,
+    gain_augmentations: r.seitpp_nomtm - r.seit,
+    gain_both: r.seitpp - r.seit,
+  };
+}
+
+/**
+ * The storage study as gains over SeiT: for each budget of the grid's main token set where
+ * all four methods finished, their mean top-1 (%) and the three gains, largest budget first.
+ * With `published`, the paper's rows (REFERENCE.md section 7) instead.
+ * @param table {@linkcode accuracyTable}'s table (ignored with `published`)
+ * @param options `published`: the paper's numbers
+ * @returns an arquero table of {@linkcode StorageGainRow}
+ */
+export function storageGainsTable(
+  table: ColumnTable | null,
+  options: { published?: boolean } = {},
+): ColumnTable {
+  let rows: StorageGainRow[];
+  if (options.published || table === null) {
+    rows = PAPER_RESULTS.storage.map((p) =>
+      withGains({
+        budget: p.storage,
+        storage_bytes: null,
+        seit: p.seit,
+        seit_mtm: p.seit_mtm,
+        seitpp_nomtm: p.seitpp_nomtm,
+        seitpp: p.seitpp,
+      })
+    );
+  } else {
+    const all = rowsOf(table);
+    const main = mainTokenSource(all);
+    const byBudget = new Map<string, Map<string, Row>>();
+    for (const r of all) {
+      if (r.source !== main) continue;
+      const m = byBudget.get(r.budget as string) ?? new Map<string, Row>();
+      m.set(r.arm as string, r);
+      byBudget.set(r.budget as string, m);
+    }
+    rows = [];
+    for (const [budget, arms] of byBudget) {
+      const top1 = (arm: string) => arms.get(arm)?.top1_mean as number | undefined;
+      const [a, b, c, d] = STORAGE_ARMS.map((arm) => top1(arm));
+      if (a === undefined || b === undefined || c === undefined || d === undefined) continue;
+      rows.push(withGains({
+        budget,
+        storage_bytes: arms.get("seit")!.storage_bytes as number,
+        seit: a,
+        seit_mtm: b,
+        seitpp_nomtm: c,
+        seitpp: d,
+      }));
+    }
+    rows.sort((x, y) => (y.storage_bytes ?? 0) - (x.storage_bytes ?? 0));
+  }
+  return rows.length ? aq.from(rows) : aq.table({ budget: [] });
+}
+
 const COMPONENTS = [
   ["none", "none (SeiT augmentations)"],
   ["coloradapt", "ColorAdapt"],
@@ -352,11 +470,7 @@ export function accuracyVsStorageFigure(runs: readonly GridRunRecord[]): Figure 
   const tokenSources = [
     ...new Set(table.filter((r) => r.arm !== "pixel").map((r) => r.source as string)),
   ];
-  // the main token set: the one with the most budgets (ties: name order)
-  const count = (s: string) =>
-    new Set(table.filter((r) => r.source === s).map((r) => r.budget)).size;
-  tokenSources.sort((a, b) => count(b) - count(a) || cmp(a, b));
-  const main = tokenSources[0];
+  const main = mainTokenSource(table);
   const traces: PlotlyTrace[] = [];
   const symbols = ["diamond", "square", "triangle-up", "cross"];
   for (const arm of STORAGE_ARMS) {

@@ -3,8 +3,11 @@ import { join } from "node:path";
 import { initBackend } from "@lib/backend";
 import {
   ablationBudgets,
+  accuracyTable,
   accuracyVsStorageFigure,
   loadGridRuns,
+  storageGainsTable,
+  storageTable,
   writePaperFigures,
 } from "@lib/report";
 import {
@@ -265,4 +268,29 @@ Deno.test("the committed results/grid figures and tables regenerate byte-identic
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
+});
+
+Deno.test("storageTable and storageGainsTable: the committed grid's budgets and gains over SeiT; the paper's gains", async () => {
+  const acc = accuracyTable(await loadGridRuns("results/grid/runs"));
+  const storage = storageTable(acc).objects() as Record<string, number | string>[];
+  const fm8 = storage.filter((r) => r.source === "fmnist8");
+  assert.deepEqual(fm8.map((r) => r.budget), ["fm8-600", "fm8-2400", "fm8-9600"]);
+  for (const r of storage) {
+    assert.equal(r.bytes_per_image, (r.storage_bytes as number) / (r.records as number));
+  }
+  const gains = storageGainsTable(acc).objects() as Record<string, number | string>[];
+  assert.deepEqual(gains.map((r) => r.budget), ["fm8-9600", "fm8-2400", "fm8-600"]);
+  const mean = (arm: string, budget: string) =>
+    (acc.objects() as Record<string, number | string>[])
+      .find((r) => r.arm === arm && r.budget === budget)!.top1_mean as number;
+  for (const g of gains) {
+    const b = g.budget as string;
+    assert.equal(g.seit, mean("seit", b));
+    assert.equal(g.gain_mtm, mean("seit_mtm", b) - mean("seit", b));
+    assert.equal(g.gain_augmentations, mean("seitpp_nomtm", b) - mean("seit", b));
+    assert.equal(g.gain_both, mean("seitpp", b) - mean("seit", b));
+  }
+  const paper = storageGainsTable(null, { published: true }).objects() as Record<string, number>[];
+  assert.deepEqual(paper.map((r) => Number(r.gain_both.toFixed(1))), [3.8, 7.8, 13.4]);
+  assert.equal(storageGainsTable(accuracyTable([])).numRows(), 0);
 });
