@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "@lib/backend";
 import { gunzip, gzip, readNpy, readSafetensorsFile, toInt32, writeNpy } from "@lib/io";
 import { Rng } from "@lib/random";
 import {
@@ -86,6 +87,7 @@ Deno.test("readBatch decodes in the requested order into a caller buffer; readBa
   assert.deepEqual(out.subarray(2048, 3072), ref.ids.subarray(49 * 1024, 50 * 1024));
   assert.deepEqual(Array.from(out.subarray(3072)), [-7, -7, -7, -7, -7]);
   assert.deepEqual(ds.labelsOf([49, 3]), Int32Array.from([ref.labels[49], ref.labels[3]]));
+  await initBackend({ backend: "cpu" });
   const before = tf.memory().numTensors;
   for (let r = 0; r < 3; r++) {
     const t = ds.readBatchTensor([5, 6]);
