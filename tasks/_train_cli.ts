@@ -11,7 +11,9 @@ import { Rng } from "@lib/random";
 import { openTokenDataset, type TokenDataset } from "@lib/tokens";
 import {
   applyOverrides,
+  checkRunAugment,
   checkRunConfig,
+  type ConfigSchema,
   createRunDir,
   finetune,
   FINETUNE_DEFAULTS,
@@ -20,12 +22,16 @@ import {
   loadCheckpoint,
   type LoadedCheckpoint,
   mergeConfig,
+  openRunAugment,
   parseTaskArgs,
   pretrain,
   PRETRAIN_DEFAULTS,
   PRETRAIN_SCHEMA,
   type PretrainConfig,
   readConfigFile,
+  RUN_AUGMENT_DEFAULTS,
+  type RunAugmentKeys,
+  runAugmentSchema,
   type RunSummary,
   type TaskArgs,
 } from "@lib/train";
@@ -51,6 +57,25 @@ export interface ResolvedRun<C> {
 
 type Kind = "pretrain" | "finetune";
 
+/** A task's config: the recipe's, plus the augmentation step's keys. */
+export type TaskConfig<C> = C & RunAugmentKeys;
+
+/**
+ * The schema of a task's config: the recipe's and {@linkcode runAugmentSchema}'s.
+ * @param kind which recipe
+ * @returns the merged schema
+ */
+export function taskSchema(kind: Kind): ConfigSchema {
+  const a = kind === "pretrain" ? PRETRAIN_SCHEMA : FINETUNE_SCHEMA;
+  const b = runAugmentSchema(kind);
+  return {
+    nullable: { ...a.nullable, ...b.nullable },
+    choices: { ...a.choices, ...b.choices },
+    integers: [...(a.integers ?? []), ...(b.integers ?? [])],
+    open: [...(a.open ?? []), ...(b.open ?? [])],
+  };
+}
+
 /**
  * Resolve a run's config: built-in defaults, then the config file (or, for `--resume`,
  * the checkpoint's config), then `--data` / `--init`, then `--key=value` overrides; the
@@ -64,17 +89,17 @@ type Kind = "pretrain" | "finetune";
 export async function resolveRun(
   kind: "pretrain",
   args: TaskArgs,
-): Promise<ResolvedRun<PretrainConfig>>;
+): Promise<ResolvedRun<TaskConfig<PretrainConfig>>>;
 export async function resolveRun(
   kind: "finetune",
   args: TaskArgs,
-): Promise<ResolvedRun<FinetuneConfig>>;
+): Promise<ResolvedRun<TaskConfig<FinetuneConfig>>>;
 export async function resolveRun(
   kind: Kind,
   args: TaskArgs,
-): Promise<ResolvedRun<PretrainConfig | FinetuneConfig>> {
-  const schema = kind === "pretrain" ? PRETRAIN_SCHEMA : FINETUNE_SCHEMA;
-  let config: PretrainConfig | FinetuneConfig;
+): Promise<ResolvedRun<TaskConfig<PretrainConfig | FinetuneConfig>>> {
+  const schema = taskSchema(kind);
+  let config: TaskConfig<PretrainConfig | FinetuneConfig>;
   let resume: LoadedCheckpoint | null = null;
   let source: string;
   if (args.resume !== undefined) {
@@ -82,7 +107,7 @@ export async function resolveRun(
       throw new TypeError("Cannot combine --config with --resume: a resumed run keeps its config");
     }
     resume = await loadCheckpoint(args.resume);
-    config = resume.state.config as PretrainConfig | FinetuneConfig;
+    config = resume.state.config as TaskConfig<PretrainConfig | FinetuneConfig>;
     if (config?.kind !== kind) {
       throw new TypeError(
         `Cannot resume "${args.resume}" with the ${kind} task: it is a ${config?.kind} run`,
@@ -91,12 +116,15 @@ export async function resolveRun(
     source = `${args.resume} (step ${resume.state.step})`;
     // runs from before data-parallel training have no `workers` key: they ran on 1
     if (!("workers" in config)) config = { ...config, workers: 1 };
+    // and runs from before the augmentation keys had no augmentation step
+    config = { ...RUN_AUGMENT_DEFAULTS, ...config };
   } else {
     const modelDefaults = kind === "pretrain" ? resolveMtmConfig({}) : resolveClassifierConfig({});
     const base = {
       ...(kind === "pretrain" ? PRETRAIN_DEFAULTS : FINETUNE_DEFAULTS),
+      ...RUN_AUGMENT_DEFAULTS,
       model: modelDefaults,
-    } as unknown as PretrainConfig | FinetuneConfig;
+    } as unknown as TaskConfig<PretrainConfig | FinetuneConfig>;
     source = args.config ?? DEFAULT_CONFIGS[kind];
     config = mergeConfig(base, await readConfigFile(source), schema, source);
   }
@@ -112,6 +140,8 @@ export async function resolveRun(
     : resolveClassifierConfig(config.model as never);
   config = { ...config, model: model as unknown as PretrainConfig["model"] };
   checkRunConfig(config);
+  // the augmentation settings are checked now, not after the data is open
+  checkRunAugment(kind, config);
   return { config, resume, source };
 }
 
@@ -149,6 +179,8 @@ export async function runPretrainTask(
   const { config, resume, source } = await resolveRun("pretrain", args);
   print(`pretrain: config ${source}; data ${config.data.train}`);
   const data = await openData(config.data.train, config.model.codebookSize as number);
+  const augment = await openRunAugment("pretrain", config);
+  if (augment !== null) print(`pretrain: augmentation ${describeAugment(config)}`);
   const model = new MtmModel(config.model as never, new Rng(config.seed).fork("init"));
   try {
     const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "pretrain");
@@ -160,10 +192,12 @@ export async function runPretrainTask(
       runDir,
       resume,
       progress: options.progress,
+      augment: augment?.step.hook,
       startInfo: { configSource: source, records: data.length, gridSide: data.gridSide },
     });
   } finally {
     model.dispose();
+    augment?.dispose();
   }
 }
 
@@ -188,6 +222,8 @@ export async function runFinetuneTask(
   const K = config.model.codebookSize as number;
   const data = await openData(config.data.train, K);
   const test = config.data.test === null ? null : await openData(config.data.test, K);
+  const augment = await openRunAugment("finetune", config);
+  if (augment !== null) print(`finetune: augmentation ${describeAugment(config)}`);
   const model = new TokenClassifier(config.model as never, new Rng(config.seed).fork("init"));
   try {
     const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "finetune");
@@ -201,10 +237,20 @@ export async function runFinetuneTask(
       resume,
       progress: options.progress,
       print,
+      augment: augment?.step.hook,
     });
   } finally {
     model.dispose();
+    augment?.dispose();
   }
+}
+
+function describeAugment(c: RunAugmentKeys): string {
+  const settings = Object.keys(c.augmentSettings).length
+    ? ` with ${JSON.stringify(c.augmentSettings)}`
+    : "";
+  return `${c.augment}${settings}; codebook ${c.codebook ?? "next to the data"}; ` +
+    `TokenAdapt ${c.tokenAdaptWeights ?? "none"}`;
 }
 
 /** Errors a task reports in one line (exit code 1) instead of a stack trace. */

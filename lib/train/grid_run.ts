@@ -10,11 +10,11 @@
  * @module
  */
 import { join } from "node:path";
-import { TokenAdapt } from "../adapters/mod.ts";
 import { MtmModel, PixelVit, TokenClassifier } from "../models/mod.ts";
 import { Rng } from "../random/mod.ts";
-import { CodeQuantizer, loadCodebook, openTokenDataset } from "../tokens/mod.ts";
-import { type AugmentStepConfig, createAugmentStep } from "./augment_step.ts";
+import { openTokenDataset } from "../tokens/mod.ts";
+import { openAugmentStep } from "./augment_run.ts";
+import type { AugmentStepConfig } from "./augment_step.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
 import { RunStoppedError } from "./errors.ts";
 import { finetune, type FinetuneConfig } from "./finetune.ts";
@@ -103,16 +103,13 @@ export async function runGridRun(
     }
   } else {
     const K = (c.model as { codebookSize: number }).codebookSize;
-    const quantizer = CodeQuantizer.from(
-      await loadCodebook(c.codebook as string, { size: K }),
-    );
-    const taPath = c.tokenAdaptWeights as string | null;
-    const ta = taPath === null ? null : (await TokenAdapt.load(taPath)).model;
+    const opened = await openAugmentStep(c.augment as AugmentStepConfig, {
+      codebook: c.codebook as string,
+      tokenAdaptWeights: c.tokenAdaptWeights as string | null,
+      codebookSize: K,
+    });
+    const step = opened.step;
     try {
-      const step = createAugmentStep(c.augment as AugmentStepConfig, {
-        quantizer,
-        tokenAdapt: ta,
-      });
       if (spec.kind === "pretrain") {
         const config = c as unknown as PretrainConfig;
         const data = await openTokenDataset(config.data.train, { codebookSize: K });
@@ -136,8 +133,7 @@ export async function runGridRun(
         }
       }
     } finally {
-      ta?.dispose();
-      quantizer.dispose();
+      opened.dispose();
     }
   }
   return { status: state.state === "resume" ? "resumed" : "ran", summary };

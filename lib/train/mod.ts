@@ -20,6 +20,7 @@ export * from "./runner.ts";
 export * from "./pretrain.ts";
 export * from "./finetune.ts";
 export * from "./augment_step.ts";
+export * from "./augment_run.ts";
 export * from "./parallel.ts";
 export * from "./grid.ts";
 export * from "./grid_pixel.ts";
