@@ -6,6 +6,7 @@
  * @module
  */
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { reportUserError } from "./_errors.ts";
 import { MtmModel, resolveClassifierConfig, resolveMtmConfig, TokenClassifier } from "@lib/models";
 import { Rng } from "@lib/random";
 import { openTokenDataset, type TokenDataset } from "@lib/tokens";
@@ -253,19 +254,6 @@ function describeAugment(c: RunAugmentKeys): string {
     `TokenAdapt ${c.tokenAdaptWeights ?? "none"}`;
 }
 
-/** Errors a task reports in one line (exit code 1) instead of a stack trace. */
-const USER_ERRORS = [
-  "TypeError",
-  "RangeError",
-  "SyntaxError",
-  "NotFound",
-  "CheckpointError",
-  "NonFiniteLossError",
-  "BackendUnavailableError",
-  "TokenFileError",
-  "CorruptRecordError",
-];
-
 /**
  * Run a task's main function with one-line error reports: exit 0 on success, 1 for a
  * known error (bad config, missing file, NaN loss...), 2 for a usage error.
@@ -295,12 +283,7 @@ export async function taskMain(
     await main(args);
     return 0;
   } catch (e) {
-    const err = e as Error;
-    if (USER_ERRORS.includes(err?.name)) {
-      console.error(`error: ${err.name}: ${err.message}`);
-      return 1;
-    }
-    throw e;
+    return reportUserError(e);
   }
 }
 

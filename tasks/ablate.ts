@@ -12,6 +12,7 @@
  */
 import { fileURLToPath } from "node:url";
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { reportUserError } from "./_errors.ts";
 import {
   accuracyDisplayTable,
   accuracyTable,
@@ -252,20 +253,6 @@ if (import.meta.main) {
   try {
     Deno.exit(await main(args));
   } catch (e) {
-    const err = e as Error;
-    if (
-      [
-        "TypeError",
-        "RangeError",
-        "SyntaxError",
-        "NotFound",
-        "GridConflictError",
-        "BackendUnavailableError",
-      ].includes(err?.name)
-    ) {
-      console.error(`error: ${err.name}: ${err.message}`);
-      Deno.exit(1);
-    }
-    throw e;
+    Deno.exit(reportUserError(e, ["GridConflictError"]));
   }
 }

@@ -10,6 +10,7 @@
 import { dirname } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { reportUserError } from "./_errors.ts";
 import { disposeColumns, galleryColumns, renderGallery, TokenAdapt } from "@lib/adapters";
 import { encodePng } from "@lib/io";
 import { Rng } from "@lib/random";
@@ -154,20 +155,6 @@ if (import.meta.main) {
     console.log(`${r.runs} runs -> ${r.files.length} files in ${a.out}:`);
     for (const f of r.files) console.log(`  ${f}`);
   } catch (e) {
-    const err = e as Error;
-    if (
-      [
-        "TypeError",
-        "RangeError",
-        "SyntaxError",
-        "NotFound",
-        "ChromiumError",
-        "BackendUnavailableError",
-      ].includes(err?.name)
-    ) {
-      console.error(`error: ${err.name}: ${err.message}`);
-      Deno.exit(1);
-    }
-    throw e;
+    Deno.exit(reportUserError(e, ["ChromiumError"]));
   }
 }

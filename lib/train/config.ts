@@ -54,7 +54,7 @@ function knownKeys(obj: Obj, prefix: string): string[] {
   const out: string[] = [];
   for (const [k, v] of Object.entries(obj)) {
     const key = prefix ? `${prefix}.${k}` : k;
-    if (isObj(v)) out.push(...knownKeys(v, key));
+    if (isObj(v) && Object.keys(v).length > 0) out.push(...knownKeys(v, key));
     else out.push(key);
   }
   return out;
