@@ -36,9 +36,9 @@ import {
   addBlock,
   addLayerNorm,
   applyLinear,
-  type BlockSpec,
   encoderFeatures,
   type EncoderSpec,
+  encoderSpecOf,
   type LinearInit,
   tokenInit,
 } from "./vit.ts";
@@ -193,21 +193,8 @@ export class TokenClassifier {
     const grid = c.gridSide / c.patchSize;
     this.numPatches = grid * grid;
     this.#front = c;
-    const block: BlockSpec = {
-      dim: c.embedDim,
-      numHeads: c.numHeads,
-      mlpRatio: c.mlpRatio,
-      qkvBias: c.qkvBias,
-    };
-    this.#encoder = {
-      block,
-      depth: c.depth,
-      normEps: c.normEps,
-      dropout: c.dropout,
-      attnDropout: c.attnDropout,
-      dropPath: c.dropPath,
-      globalPool: c.globalPool,
-    };
+    this.#encoder = encoderSpecOf(c);
+    const block = this.#encoder.block;
     const p = new ParamStore("cls");
     this.params = p;
     p.add("cls_token", tokenInit(c.embedDim, 0.02, rng));

@@ -24,9 +24,9 @@ import {
   addBlock,
   addLayerNorm,
   applyLinear,
-  type BlockSpec,
   encoderFeatures,
   type EncoderSpec,
+  encoderSpecOf,
   type LinearInit,
   tokenInit,
 } from "./vit.ts";
@@ -157,21 +157,8 @@ export class PixelVit {
     this.config = c;
     const grid = c.imageSize / c.patchSize;
     this.numPatches = grid * grid;
-    const block: BlockSpec = {
-      dim: c.embedDim,
-      numHeads: c.numHeads,
-      mlpRatio: c.mlpRatio,
-      qkvBias: c.qkvBias,
-    };
-    this.#encoder = {
-      block,
-      depth: c.depth,
-      normEps: c.normEps,
-      dropout: c.dropout,
-      attnDropout: c.attnDropout,
-      dropPath: c.dropPath,
-      globalPool: c.globalPool,
-    };
+    this.#encoder = encoderSpecOf(c);
+    const block = this.#encoder.block;
     const p = new ParamStore("pixel_vit");
     this.params = p;
     p.add("cls_token", tokenInit(c.embedDim, 0.02, rng));

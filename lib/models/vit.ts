@@ -231,6 +231,34 @@ export interface EncoderSpec {
   globalPool: boolean;
 }
 
+/**
+ * The {@linkcode EncoderSpec} of a classifier config (token classifier, pixel ViT).
+ * @param c the resolved config's ViT fields
+ * @returns the spec
+ */
+export function encoderSpecOf(c: {
+  embedDim: number;
+  numHeads: number;
+  mlpRatio: number;
+  qkvBias: boolean;
+  depth: number;
+  normEps: number;
+  dropout: number;
+  attnDropout: number;
+  dropPath: number;
+  globalPool: boolean;
+}): EncoderSpec {
+  return {
+    block: { dim: c.embedDim, numHeads: c.numHeads, mlpRatio: c.mlpRatio, qkvBias: c.qkvBias },
+    depth: c.depth,
+    normEps: c.normEps,
+    dropout: c.dropout,
+    attnDropout: c.attnDropout,
+    dropPath: c.dropPath,
+    globalPool: c.globalPool,
+  };
+}
+
 /** Run-time settings of {@linkcode encoderFeatures}. */
 export interface EncoderRunOptions {
   /** Training mode: dropout / drop path active. */
