@@ -242,33 +242,35 @@ Deno.test("loadGridRuns: after a resume the last record of a step wins; unfinish
   }
 });
 
-Deno.test("the committed results/grid figures and tables regenerate byte-identically from the committed run logs", async () => {
-  const tmp = await Deno.makeTempDir();
-  try {
-    const committed = "results/grid/figures";
-    const r = await writePaperFigures({
-      runs: "results/grid/runs",
-      out: tmp,
-      formats: ["svg"],
-      html: false,
-    });
-    const compared = (await listFiles(committed)).filter((f) => /\.(svg|csv|md)$/.test(f));
-    assert.deepEqual(
-      r.files.filter((f) => /\.(svg|csv|md)$/.test(f)),
-      compared,
-      "the same set of figures and tables",
-    );
-    assert.ok(compared.length >= 8);
-    for (const f of compared) {
-      assert.ok(
-        (await Deno.readTextFile(join(tmp, f))) === (await Deno.readTextFile(join(committed, f))),
-        `${f} regenerates identically`,
+for (const grid of ["results/grid", "results/grid-long"]) {
+  Deno.test(`the committed ${grid} figures and tables regenerate byte-identically from the committed run logs`, async () => {
+    const tmp = await Deno.makeTempDir();
+    try {
+      const committed = `${grid}/figures`;
+      const r = await writePaperFigures({
+        runs: `${grid}/runs`,
+        out: tmp,
+        formats: ["svg"],
+        html: false,
+      });
+      const compared = (await listFiles(committed)).filter((f) => /\.(svg|csv|md)$/.test(f));
+      assert.deepEqual(
+        r.files.filter((f) => /\.(svg|csv|md)$/.test(f)),
+        compared,
+        "the same set of figures and tables",
       );
+      assert.ok(compared.length >= 8);
+      for (const f of compared) {
+        assert.ok(
+          (await Deno.readTextFile(join(tmp, f))) === (await Deno.readTextFile(join(committed, f))),
+          `${f} regenerates identically`,
+        );
+      }
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
     }
-  } finally {
-    await Deno.remove(tmp, { recursive: true });
-  }
-});
+  });
+}
 
 Deno.test("storageTable and storageGainsTable: the committed grid's budgets and gains over SeiT; the paper's gains", async () => {
   const acc = accuracyTable(await loadGridRuns("results/grid/runs"));
