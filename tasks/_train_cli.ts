@@ -35,6 +35,7 @@ import {
   runAugmentSchema,
   type RunSummary,
   type TaskArgs,
+  withAddedRunKeys,
 } from "@lib/train";
 
 /** The config file a task reads when `--config` is not given. */
@@ -115,10 +116,8 @@ export async function resolveRun(
       );
     }
     source = `${args.resume} (step ${resume.state.step})`;
-    // runs from before data-parallel training have no `workers` key: they ran on 1
-    if (!("workers" in config)) config = { ...config, workers: 1 };
-    // and runs from before the augmentation keys had no augmentation step
-    config = { ...RUN_AUGMENT_DEFAULTS, ...config };
+    // older runs lack later keys: `workers` (they ran on 1) and the augmentation keys (none)
+    config = { ...RUN_AUGMENT_DEFAULTS, ...withAddedRunKeys(config) };
   } else {
     const modelDefaults = kind === "pretrain" ? resolveMtmConfig({}) : resolveClassifierConfig({});
     const base = {

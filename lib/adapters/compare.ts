@@ -18,6 +18,7 @@ import {
   resolveGeometricAugConfig,
 } from "./geometric.ts";
 import type { TokenAdapt } from "./tokenadapt.ts";
+import { imageBatch } from "./_images.ts";
 import { augmentPixels, type PairTokenizer } from "./tokenadapt_train.ts";
 
 /** What {@linkcode compareTokenAdapt} returns (host arrays; nothing to dispose). */
@@ -36,21 +37,6 @@ export interface TokenAdaptComparison {
   tokenAdapt: HostTensor<"int32">;
   /** Per sample: fraction of positions where each way equals the target. */
   agreement: { naive: Float64Array; tokenAdapt: Float64Array; unchanged: Float64Array };
-}
-
-function batchOf(images: HostTensor, tok: PairTokenizer): tf.Tensor4D {
-  const s = tok.imageSize, C = tok.channels;
-  const shape = images.shape;
-  const ok = (shape.length === 3 && C === 1 && shape[1] === s && shape[2] === s) ||
-    (shape.length === 4 && shape[1] === C && shape[2] === s && shape[3] === s);
-  if (!ok) {
-    throw new TypeError(
-      `Cannot compare on images of shape [${shape}]: the tokenizer takes ${C}x${s}x${s} images`,
-    );
-  }
-  const scale = images.dtype === "uint8" ? 1 / 255 : 1;
-  const data = Float32Array.from(images.data as ArrayLike<number>, (v) => v * scale);
-  return tf.tensor4d(data, [shape[0], C, s, s]);
 }
 
 function host(t: tf.Tensor3D): HostTensor<"int32"> {
@@ -89,7 +75,7 @@ export function compareTokenAdapt(
     );
   }
   const g = resolveGeometricAugConfig(geometric);
-  const x = batchOf(images, tok);
+  const x = imageBatch(images, null, tok, "compare on");
   try {
     const B = x.shape[0], C = tok.channels, s = tok.imageSize;
     const params = drawGeometricParams([B, model.config.codeDim, 2 * n, 2 * n], 2 * n, g, rng);

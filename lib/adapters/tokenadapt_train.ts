@@ -31,6 +31,7 @@ import {
   resolveGeometricAugConfig,
 } from "./geometric.ts";
 import type { TokenAdapt } from "./tokenadapt.ts";
+import { imageBatch } from "./_images.ts";
 
 /**
  * What TokenAdapt training needs from a tokenizer: images in, codes out, and where the code
@@ -350,7 +351,7 @@ export function trainTokenAdapt(
     for (let step = 0; step < c.steps; step++) {
       const t0 = performance.now();
       const idx = Int32Array.from({ length: c.batchSize }, () => rng.int(0, N));
-      const batch = imageBatch(images, idx, tok);
+      const batch = imageBatch(images, idx, tok, "train on");
       const pairs = makePairs(batch, model, tok, quantizer, c.geometric, rng);
       batch.dispose();
       const lr = tokenAdaptLr(c, step);
@@ -382,27 +383,6 @@ export function trainTokenAdapt(
     opt.dispose();
   }
   return logs;
-}
-
-/** Images `idx` of a host image set as `[B, C, s, s]` float32 in [0, 1]. */
-function imageBatch(images: HostTensor, idx: Int32Array, tok: PairTokenizer): tf.Tensor4D {
-  const s = tok.imageSize, C = tok.channels;
-  const per = C * s * s;
-  const shape = images.shape;
-  const ok = (shape.length === 3 && C === 1 && shape[1] === s && shape[2] === s) ||
-    (shape.length === 4 && shape[1] === C && shape[2] === s && shape[3] === s);
-  if (!ok) {
-    throw new TypeError(
-      `Cannot train on images of shape [${shape}]: the tokenizer takes ${C}x${s}x${s} images`,
-    );
-  }
-  const scale = images.dtype === "uint8" ? 1 / 255 : 1;
-  const out = new Float32Array(idx.length * per);
-  const data = images.data as ArrayLike<number>;
-  idx.forEach((k, b) => {
-    for (let i = 0; i < per; i++) out[b * per + i] = data[k * per + i] * scale;
-  });
-  return tf.tensor4d(out, [idx.length, C, s, s]);
 }
 
 /** Agreement with `T(A(x))` of each way to augment tokens (fractions of positions). */
@@ -454,7 +434,7 @@ export function evaluateTokenAdapt(
   const hits = [0, 0, 0], sq = [0, 0, 0, 0];
   for (let s = 0; s < N; s += bs) {
     const idx = Int32Array.from({ length: Math.min(bs, N - s) }, (_, i) => s + i);
-    const batch = imageBatch(images, idx, tok);
+    const batch = imageBatch(images, idx, tok, "train on");
     const B = idx.length;
     const params = drawGeometricParams([B, model.config.codeDim, 2 * n, 2 * n], 2 * n, g, rng);
     try {

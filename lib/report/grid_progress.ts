@@ -6,8 +6,7 @@
  * @module
  */
 
-import { join } from "node:path";
-import { epochPlan, type GridExecutor, type GridRunSpec } from "../train/mod.ts";
+import { epochPlan, finalTop1, type GridExecutor, type GridRunSpec } from "../train/mod.ts";
 import { followRun } from "./follow_run.ts";
 import { LiveProgress, type ProgressOutput } from "./progress.ts";
 
@@ -40,15 +39,6 @@ export function plannedSteps(spec: GridRunSpec): number {
   const steps = epochs * epochPlan(records, batch, accum).stepsPerEpoch;
   const max = typeof c.maxSteps === "number" ? c.maxSteps : Infinity;
   return Math.max(1, Math.min(steps, max));
-}
-
-async function finalTop1(dir: string): Promise<number | undefined> {
-  try {
-    const m = JSON.parse(await Deno.readTextFile(join(dir, "metrics.json")));
-    return typeof m?.eval?.top1 === "number" ? m.eval.top1 : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /**

@@ -14,6 +14,7 @@ import type { ColumnTable } from "arquero";
 import { join } from "node:path";
 import type { GridRunInfo, LogRecord } from "../train/mod.ts";
 import { readRunLog } from "../train/mod.ts";
+import { readJsonObject } from "./_json.ts";
 import { type ExportOptions, FigureExporter } from "./export.ts";
 import { barTrace, type Figure, figure, lineTrace, type PlotlyTrace } from "./figure.ts";
 import { htmlReport, type ReportItem } from "./html_report.ts";
@@ -92,21 +93,6 @@ function armRank(arm: string): number {
   return i < 0 ? ARM_ORDER.length : i;
 }
 
-async function readJsonIfAny(path: string): Promise<Record<string, unknown> | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`Cannot parse "${path}": ${(e as Error).message}`);
-  }
-}
-
 function curve(records: readonly LogRecord[], type: string, key: string): [number, number][] {
   const byStep = new Map<number, number>();
   for (const r of records) {
@@ -132,10 +118,10 @@ export async function loadGridRuns(runsDir: string): Promise<GridRunRecord[]> {
   const out: GridRunRecord[] = [];
   for (const name of names) {
     const dir = join(runsDir, name);
-    const config = await readJsonIfAny(join(dir, "config.json"));
+    const config = await readJsonObject(join(dir, "config.json"));
     const grid = config?.grid as GridRunInfo | undefined;
     if (grid === undefined || grid === null || typeof grid !== "object") continue;
-    const metrics = await readJsonIfAny(join(dir, "metrics.json"));
+    const metrics = await readJsonObject(join(dir, "metrics.json"));
     let records: LogRecord[] = [];
     try {
       records = await readRunLog(dir);

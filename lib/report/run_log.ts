@@ -9,6 +9,7 @@ import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
 import { join } from "node:path";
 import { type LogRecord, readRunLog } from "../train/mod.ts";
+import { readJsonObject } from "./_json.ts";
 
 /**
  * Builds a table from objects whose keys may differ (train rows, eval rows, ...): the columns
@@ -65,26 +66,6 @@ export interface RunRecord {
   log: ColumnTable;
   /** metrics.json (final metrics), or null when absent. */
   metrics: Record<string, unknown> | null;
-}
-
-async function readJsonObject(path: string): Promise<Record<string, unknown> | null> {
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`Cannot parse "${path}": ${(e as Error).message}`);
-  }
-  if (v === null || typeof v !== "object" || Array.isArray(v)) {
-    throw new SyntaxError(`Cannot parse "${path}": expected a JSON object`);
-  }
-  return v as Record<string, unknown>;
 }
 
 /**

@@ -393,3 +393,26 @@ export async function readConfigFile(path: string): Promise<unknown> {
     throw new SyntaxError(`Cannot parse config file "${path}": ${(e as Error).message}`);
   }
 }
+
+/**
+ * Run-config keys added after runs were first written, with the value those runs used
+ * implicitly: a run folder from before data-parallel training trained on one thread.
+ */
+export const ADDED_RUN_KEYS: Readonly<Record<string, ConfigValue>> = { workers: 1 };
+
+/**
+ * A stored run config with the {@linkcode ADDED_RUN_KEYS} it lacks filled in, so that an
+ * older run folder resumes (or matches its grid spec) as the run it was.
+ *
+ * @param config a run's stored config (other values are returned as they are)
+ * @param only when given, fill only the keys this config has (e.g. the spec it is compared with)
+ * @returns a new object with the added keys, or `config` itself when it is not an object
+ */
+export function withAddedRunKeys<T>(config: T, only?: object): T {
+  if (!isObj(config)) return config;
+  const out: Obj = { ...config };
+  for (const [k, v] of Object.entries(ADDED_RUN_KEYS)) {
+    if (!(k in out) && (only === undefined || k in only)) out[k] = v;
+  }
+  return out as T;
+}

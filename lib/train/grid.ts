@@ -35,7 +35,7 @@ import {
   augmentStepPretrain,
   resolveAugmentStepConfig,
 } from "./augment_step.ts";
-import { applyOverrides, type ConfigSchema, mergeConfig } from "./config.ts";
+import { applyOverrides, type ConfigSchema, mergeConfig, withAddedRunKeys } from "./config.ts";
 import { FINETUNE_DEFAULTS, FINETUNE_SCHEMA, type FinetuneConfig } from "./finetune.ts";
 import { epochPlan } from "./loop.ts";
 import {
@@ -731,10 +731,27 @@ export interface ExpandGridOptions {
   runsDir: string;
 }
 
-function schedule(steps: number, records: number, batch: number, accum: number) {
-  const spe = epochPlan(records, batch, accum).stepsPerEpoch;
+/**
+ * The schedule keys of a run of about `steps` optimizer steps on `records` records: whole
+ * epochs, warmup as the grid's fraction of them, the grid's checkpoint interval and, for runs
+ * that evaluate, `g.evals` evaluations.
+ */
+function runSchedule(
+  g: GridConfig,
+  steps: number,
+  records: number,
+  c: { batchSize: number; accumIter: number },
+  evaluates: boolean,
+) {
+  const spe = epochPlan(records, c.batchSize, c.accumIter).stepsPerEpoch;
   const epochs = Math.max(1, Math.round(steps / spe));
-  return { epochs, stepsPerEpoch: spe, steps: epochs * spe };
+  return {
+    epochs,
+    maxSteps: null,
+    warmupEpochs: g.warmupFraction * epochs,
+    ...(evaluates ? { evalEvery: Math.ceil(epochs / g.evals) } : {}),
+    checkpointEvery: g.checkpointEvery,
+  };
 }
 
 function plain<T>(v: T): T {
@@ -797,15 +814,11 @@ export function expandGrid(
       PRETRAIN_SCHEMA,
       "grid pretrain",
     );
-    const sch = schedule(g.pretrainSteps, b.records, c.batchSize, c.accumIter);
     c = {
       ...c,
       seed,
       data: { train: b.train, test: null, limitTrain: null, limitTest: null },
-      epochs: sch.epochs,
-      maxSteps: null,
-      warmupEpochs: g.warmupFraction * sch.epochs,
-      checkpointEvery: g.checkpointEvery,
+      ...runSchedule(g, g.pretrainSteps, b.records, c, false),
     };
     checkRunConfig(c);
     const augment = resolveAugmentStepConfig({
@@ -875,17 +888,12 @@ export function expandGrid(
             FINETUNE_SCHEMA,
             "grid finetune",
           );
-          const sch = schedule(g.finetuneSteps, b.records, c.batchSize, c.accumIter);
           c = {
             ...c,
             seed,
             data: { train: b.train, test: set.test, limitTrain: null, limitTest: c.data.limitTest },
             init: ptId === null ? null : dir(ptId),
-            epochs: sch.epochs,
-            maxSteps: null,
-            warmupEpochs: g.warmupFraction * sch.epochs,
-            evalEvery: Math.ceil(sch.epochs / g.evals),
-            checkpointEvery: g.checkpointEvery,
+            ...runSchedule(g, g.finetuneSteps, b.records, c, true),
           };
           checkRunConfig(c);
           const augment = augmentStepAblation(
@@ -953,7 +961,6 @@ function pixelSpec(
     PIXEL_SCHEMA,
     "grid pixel",
   );
-  const sch = schedule(g.finetuneSteps, b.records, c.batchSize, c.accumIter);
   c = {
     ...c,
     seed,
@@ -965,11 +972,7 @@ function pixelSpec(
       testLabels: g.pixels.testLabels,
       imageSize: side,
     },
-    epochs: sch.epochs,
-    maxSteps: null,
-    warmupEpochs: g.warmupFraction * sch.epochs,
-    evalEvery: Math.ceil(sch.epochs / g.evals),
-    checkpointEvery: g.checkpointEvery,
+    ...runSchedule(g, g.finetuneSteps, b.records, c, true),
   };
   checkRunConfig(c);
   return {
@@ -1043,19 +1046,6 @@ export function jsonDiff(a: unknown, b: unknown, prefix = ""): string[] {
 }
 
 /**
- * Config keys added after runs were first written, with the value those runs used
- * implicitly (a folder written before `workers` existed trained single-process).
- */
-const ADDED_KEYS: Readonly<Record<string, unknown>> = { workers: 1 };
-
-function withAddedDefaults(config: unknown, spec: Record<string, unknown>): unknown {
-  if (config === null || typeof config !== "object" || Array.isArray(config)) return config;
-  const out: Record<string, unknown> = { ...config as Record<string, unknown> };
-  for (const [k, v] of Object.entries(ADDED_KEYS)) if (!(k in out) && k in spec) out[k] = v;
-  return out;
-}
-
-/**
  * Where a run stands: `done` (metrics.json written), `resume` (a checkpoint but no
  * metrics), or `fresh` (nothing, or a folder that died before its first checkpoint).
  *
@@ -1066,7 +1056,7 @@ function withAddedDefaults(config: unknown, spec: Record<string, unknown>): unkn
 export async function gridRunState(spec: GridRunSpec): Promise<GridRunState> {
   const config = await readJson(join(spec.dir, "config.json"));
   if (config === null) return { state: "fresh" };
-  const diff = jsonDiff(withAddedDefaults(config, spec.config), spec.config);
+  const diff = jsonDiff(withAddedRunKeys(config, spec.config), spec.config);
   if (diff.length > 0) throw new GridConflictError(spec.dir, diff);
   if (await readJson(join(spec.dir, "metrics.json")) !== null) return { state: "done" };
   const ck = await readJson(join(spec.dir, "checkpoint.json")) as { step?: number } | null;

@@ -171,7 +171,12 @@ export interface RunGridOptions {
   stop?: () => boolean;
 }
 
-async function finalTop1(dir: string): Promise<number | undefined> {
+/**
+ * The final test top-1 a run folder's `metrics.json` records.
+ * @param dir the run folder
+ * @returns top-1 in [0, 1], or undefined when there is none (unfinished, pre-training, unreadable)
+ */
+export async function finalTop1(dir: string): Promise<number | undefined> {
   try {
     const m = JSON.parse(await Deno.readTextFile(join(dir, "metrics.json")));
     return typeof m?.eval?.top1 === "number" ? m.eval.top1 : undefined;

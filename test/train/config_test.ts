@@ -1,5 +1,11 @@
 import assert from "node:assert/strict";
-import { applyOverrides, type ConfigSchema, mergeConfig, parseTaskArgs } from "@lib/train";
+import {
+  applyOverrides,
+  type ConfigSchema,
+  mergeConfig,
+  parseTaskArgs,
+  withAddedRunKeys,
+} from "@lib/train";
 
 const BASE = {
   seed: 0,
@@ -147,4 +153,16 @@ Deno.test("every configs/{pretrain,finetune}_*.json resolves against its recipe 
     n++;
   }
   assert.ok(n >= 4, `${n} configs`);
+});
+
+Deno.test("withAddedRunKeys: an older run config gets workers = 1; present keys and non-objects stay", () => {
+  assert.deepEqual(withAddedRunKeys({ seed: 0 }), { seed: 0, workers: 1 });
+  assert.deepEqual(withAddedRunKeys({ seed: 0, workers: 2 }), { seed: 0, workers: 2 });
+  assert.deepEqual(
+    withAddedRunKeys({ seed: 0 }, { seed: 1 }),
+    { seed: 0 },
+    "only keys the reference has",
+  );
+  assert.deepEqual(withAddedRunKeys({ seed: 0 }, { workers: 1 }), { seed: 0, workers: 1 });
+  assert.equal(withAddedRunKeys(null), null);
 });
