@@ -12,20 +12,19 @@ import { Rng } from "@lib/random";
 import { openTokenDataset, type TokenDataset } from "@lib/tokens";
 import {
   applyOverrides,
+  checkRecipeVersion,
   checkRunAugment,
   checkRunConfig,
   type ConfigSchema,
   createRunDir,
-  finetune,
   FINETUNE_DEFAULTS,
   FINETUNE_SCHEMA,
   type FinetuneConfig,
+  launchRun,
   loadCheckpoint,
   type LoadedCheckpoint,
   mergeConfig,
-  openRunAugment,
   parseTaskArgs,
-  pretrain,
   PRETRAIN_DEFAULTS,
   PRETRAIN_SCHEMA,
   type PretrainConfig,
@@ -34,6 +33,7 @@ import {
   type RunAugmentKeys,
   runAugmentSchema,
   type RunSummary,
+  SCRATCH_INIT,
   type TaskArgs,
   withAddedRunKeys,
 } from "@lib/train";
@@ -79,9 +79,29 @@ export function taskSchema(kind: Kind): ConfigSchema {
 }
 
 /**
+ * The built-in config of a task: the recipe's defaults, the augmentation keys, the model's
+ * defaults (with timm's from-scratch init when `scratch`).
+ */
+function taskBase(kind: Kind, scratch: boolean): TaskConfig<PretrainConfig | FinetuneConfig> {
+  const modelDefaults = kind === "pretrain"
+    ? resolveMtmConfig({})
+    : scratch
+    ? resolveClassifierConfig(SCRATCH_INIT)
+    : resolveClassifierConfig({});
+  return {
+    ...(kind === "pretrain" ? PRETRAIN_DEFAULTS : FINETUNE_DEFAULTS),
+    ...RUN_AUGMENT_DEFAULTS,
+    model: modelDefaults,
+  } as unknown as TaskConfig<PretrainConfig | FinetuneConfig>;
+}
+
+/**
  * Resolve a run's config: built-in defaults, then the config file (or, for `--resume`,
  * the checkpoint's config), then `--data` / `--init`, then `--key=value` overrides; the
- * model section is completed and checked by the model's own resolve function.
+ * model section is completed and checked by the model's own resolve function. A fine-tuning
+ * from scratch (`init` null) starts from timm's init (`SCRATCH_INIT`: pos_embed and head
+ * trunc-normal 0.02) unless the file or a flag sets those model keys. A resumed run must
+ * be of the current recipe version (`checkRecipeVersion`).
  *
  * @param kind which recipe
  * @param args parsed task arguments
@@ -104,6 +124,7 @@ export async function resolveRun(
   let config: TaskConfig<PretrainConfig | FinetuneConfig>;
   let resume: LoadedCheckpoint | null = null;
   let source: string;
+  let fileConfig: unknown = null;
   if (args.resume !== undefined) {
     if (args.config !== undefined) {
       throw new TypeError("Cannot combine --config with --resume: a resumed run keeps its config");
@@ -115,26 +136,30 @@ export async function resolveRun(
         `Cannot resume "${args.resume}" with the ${kind} task: it is a ${config?.kind} run`,
       );
     }
+    // a run written under an older training recipe cannot continue under this one
+    checkRecipeVersion(config, args.resume);
     source = `${args.resume} (step ${resume.state.step})`;
-    // older runs lack later keys: `workers` (they ran on 1) and the augmentation keys (none)
+    // older runs lack later keys: `workers` (they ran on 1)
     config = { ...RUN_AUGMENT_DEFAULTS, ...withAddedRunKeys(config) };
   } else {
-    const modelDefaults = kind === "pretrain" ? resolveMtmConfig({}) : resolveClassifierConfig({});
-    const base = {
-      ...(kind === "pretrain" ? PRETRAIN_DEFAULTS : FINETUNE_DEFAULTS),
-      ...RUN_AUGMENT_DEFAULTS,
-      model: modelDefaults,
-    } as unknown as TaskConfig<PretrainConfig | FinetuneConfig>;
     source = args.config ?? DEFAULT_CONFIGS[kind];
-    config = mergeConfig(base, await readConfigFile(source), schema, source);
+    fileConfig = await readConfigFile(source);
+    config = mergeConfig(taskBase(kind, false), fileConfig, schema, source);
   }
-  if (args.data !== undefined) config = mergeConfig(config, { data: { train: args.data } }, schema);
-  if (args.init !== undefined) {
-    if (kind !== "finetune") throw new TypeError("--init is an option of the finetune task");
-    // `--init=null` fine-tunes from scratch (e.g. to override a config file's init)
-    config = mergeConfig(config, { init: args.init === "null" ? null : args.init }, schema);
+  const rest = (c: TaskConfig<PretrainConfig | FinetuneConfig>) => {
+    if (args.data !== undefined) c = mergeConfig(c, { data: { train: args.data } }, schema);
+    if (args.init !== undefined) {
+      if (kind !== "finetune") throw new TypeError("--init is an option of the finetune task");
+      // `--init=null` fine-tunes from scratch (e.g. to override a config file's init)
+      c = mergeConfig(c, { init: args.init === "null" ? null : args.init }, schema);
+    }
+    return applyOverrides(c, args.overrides, schema);
+  };
+  config = rest(config);
+  if (resume === null && kind === "finetune" && (config as FinetuneConfig).init === null) {
+    // from scratch: timm's init under what the file and the flags set (REFERENCE.md section 5)
+    config = rest(mergeConfig(taskBase(kind, true), fileConfig, schema, source));
   }
-  config = applyOverrides(config, args.overrides, schema);
   const model = kind === "pretrain"
     ? resolveMtmConfig(config.model as never)
     : resolveClassifierConfig(config.model as never);
@@ -178,27 +203,15 @@ export async function runPretrainTask(
   print(describeBackend(info));
   const { config, resume, source } = await resolveRun("pretrain", args);
   print(`pretrain: config ${source}; data ${config.data.train}`);
-  const data = await openData(config.data.train, config.model.codebookSize as number);
-  const augment = await openRunAugment("pretrain", config);
-  if (augment !== null) print(`pretrain: augmentation ${describeAugment(config)}`);
-  const model = new MtmModel(config.model as never, new Rng(config.seed).fork("init"));
-  try {
-    const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "pretrain");
-    print(`pretrain: run folder ${runDir}`);
-    return await pretrain({
-      config,
-      model,
-      data,
-      runDir,
-      resume,
-      progress: options.progress,
-      augment: augment?.step.hook,
-      startInfo: { configSource: source, records: data.length, gridSide: data.gridSide },
-    });
-  } finally {
-    model.dispose();
-    augment?.dispose();
-  }
+  if (config.augment !== null) print(`pretrain: augmentation ${describeAugment(config)}`);
+  const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "pretrain");
+  print(`pretrain: run folder ${runDir}`);
+  return await launchRun("pretrain", config as unknown as Record<string, unknown>, {
+    runDir,
+    resume,
+    progress: options.progress,
+    startInfo: { configSource: source },
+  });
 }
 
 /**
@@ -219,30 +232,15 @@ export async function runFinetuneTask(
     `finetune: config ${source}; data ${config.data.train}; test ${config.data.test}; ` +
       `init ${config.init ?? "none (from scratch)"}`,
   );
-  const K = config.model.codebookSize as number;
-  const data = await openData(config.data.train, K);
-  const test = config.data.test === null ? null : await openData(config.data.test, K);
-  const augment = await openRunAugment("finetune", config);
-  if (augment !== null) print(`finetune: augmentation ${describeAugment(config)}`);
-  const model = new TokenClassifier(config.model as never, new Rng(config.seed).fork("init"));
-  try {
-    const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "finetune");
-    print(`finetune: run folder ${runDir}`);
-    return await finetune({
-      config,
-      model,
-      data,
-      test,
-      runDir,
-      resume,
-      progress: options.progress,
-      print,
-      augment: augment?.step.hook,
-    });
-  } finally {
-    model.dispose();
-    augment?.dispose();
-  }
+  if (config.augment !== null) print(`finetune: augmentation ${describeAugment(config)}`);
+  const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "finetune");
+  print(`finetune: run folder ${runDir}`);
+  return await launchRun("finetune", config as unknown as Record<string, unknown>, {
+    runDir,
+    resume,
+    progress: options.progress,
+    print,
+  });
 }
 
 function describeAugment(c: RunAugmentKeys): string {

@@ -17,7 +17,7 @@ import { Rng } from "@lib/random";
 import { loadGridRuns, type ReportImage, writePaperFigures } from "@lib/report";
 import { loadDecoder } from "@lib/tokenizer";
 import { CodeQuantizer, loadCodebook, openTokenDataset } from "@lib/tokens";
-import { type AugmentStepConfig, createAugmentStep } from "@lib/train";
+import { createAugmentStep, storedRunStep } from "@lib/train";
 
 const USAGE = `Usage: deno task figures [options]
 
@@ -88,7 +88,7 @@ function parseArgs(argv: readonly string[]): FigArgs {
  */
 async function gallery(runsDir: string, backend: string): Promise<ReportImage | null> {
   const runs = await loadGridRuns(runsDir);
-  const pick = runs.find((r) => r.kind === "finetune" && r.augment === "both") ??
+  const pick = runs.find((r) => r.kind === "finetune" && r.augment === "seitpp") ??
     runs.find((r) => r.kind === "finetune");
   if (pick === undefined) return null;
   const c = JSON.parse(await Deno.readTextFile(`${pick.dir}/config.json`));
@@ -106,7 +106,8 @@ async function gallery(runsDir: string, backend: string): Promise<ReportImage | 
   const rng = new Rng(0);
   const columns = galleryColumns(codes, { quantizer, tokenAdapt: ta, rng: rng.fork("columns") });
   try {
-    const step = createAugmentStep(c.augment as AugmentStepConfig, { quantizer, tokenAdapt: ta });
+    const stepConfig = storedRunStep(c)!;
+    const step = createAugmentStep(stepConfig, { quantizer, tokenAdapt: ta });
     const out = step.run({ codes, labels: ds.labelsOf(idx), epoch: 0, step: 0 }, rng.fork("step"));
     out.targets?.dispose();
     columns.push({
@@ -120,7 +121,7 @@ async function gallery(runsDir: string, backend: string): Promise<ReportImage | 
       png: encodePng(image),
       caption: `Augmentation gallery: test records 0-7 of ${c.data.test}, decoded; columns: ` +
         columns.map((col) => col.label.replace("\n", " ").toLowerCase()).join(", ") +
-        ` (the last: the whole training step of ${pick.id}, Emb-Noise scale/std ${c.augment.noiseScale}/${c.augment.noiseStd})`,
+        ` (the last: the whole training step of ${pick.id}, Emb-Noise scale/std ${stepConfig.noiseScale}/${stepConfig.noiseStd})`,
     };
   } finally {
     disposeColumns(columns);

@@ -33,6 +33,7 @@ import {
   permutationWarp,
   resampleSeparable,
   roundHalfEven,
+  type RrcTry,
   separableWarp,
   type SparseWarp,
   type Transform,
@@ -206,6 +207,7 @@ function drawUnit(
  * @param size output side (2m)
  * @param config resolved settings
  * @param rng the generator
+ * @param tries when given, receives each sample's RRC tries (for draw traces; draws unchanged)
  * @returns the parameters
  * @throws {RangeError} for a bad size
  */
@@ -214,6 +216,7 @@ export function drawGeometricParams(
   size: number,
   config: ResolvedGeometricAugConfig,
   rng: Rng,
+  tries?: RrcTry[][],
 ): GeometricParams {
   const [B, , H, W] = shape;
   if (!Number.isInteger(size) || size < 1) {
@@ -227,10 +230,12 @@ export function drawGeometricParams(
     flip.push(u.flip);
     steps.push(u.steps);
   }
-  const boxes = Array.from(
-    { length: B },
-    () => drawRrcBox(rng, H, W, config.cropScale, config.cropRatio),
-  );
+  const boxes = Array.from({ length: B }, () => {
+    const t: RrcTry[] | undefined = tries === undefined ? undefined : [];
+    const box = drawRrcBox(rng, H, W, config.cropScale, config.cropRatio, t);
+    if (t !== undefined) tries!.push(t);
+    return box;
+  });
   return { grid: [H, W], size, flip, steps, boxes };
 }
 

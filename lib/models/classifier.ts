@@ -79,8 +79,13 @@ export interface ClassifierConfig {
   globalPool?: boolean;
   /** Linear init of the blocks for a model trained from scratch. @default {"trunc_normal"} (timm ViT) */
   linearInit?: LinearInit;
-  /** Std of the head init (trunc normal). @default {2e-5} (MAE fine-tuning) */
+  /** Std of the head init (trunc normal). @default {2e-5} (MAE fine-tuning; timm's from-scratch init is 0.02) */
   headInitStd?: number;
+  /**
+   * Init of the learned position table: the fixed 2-D sin-cos table (MAE fine-tuning) or
+   * trunc-normal std 0.02 (timm's from-scratch init). @default {"sincos"}
+   */
+  posEmbedInit?: "sincos" | "trunc_normal";
 }
 
 /** A fully resolved {@linkcode ClassifierConfig} (plain JSON). */
@@ -105,6 +110,7 @@ const CLS_DEFAULTS: ResolvedClassifierConfig = {
   globalPool: true,
   linearInit: "trunc_normal",
   headInitStd: 2e-5,
+  posEmbedInit: "sincos",
 };
 
 const CLS_RULES: { [K in keyof ResolvedClassifierConfig]: FieldRule } = {
@@ -114,6 +120,7 @@ const CLS_RULES: { [K in keyof ResolvedClassifierConfig]: FieldRule } = {
   codebookSize: { kind: "int", min: 2 },
   tokenDim: POS_INT,
   embedDropout: PROB,
+  posEmbedInit: { kind: "enum", values: ["sincos", "trunc_normal"] },
 };
 
 /**
@@ -198,9 +205,15 @@ export class TokenClassifier {
     const p = new ParamStore("cls");
     this.params = p;
     p.add("cls_token", tokenInit(c.embedDim, 0.02, rng));
+    const posLen = (1 + this.numPatches) * c.embedDim;
     p.add(
       "pos_embed",
-      tf.tensor3d(sincos2d(c.embedDim, grid, true), [1, 1 + this.numPatches, c.embedDim]),
+      tf.tensor3d(
+        c.posEmbedInit === "trunc_normal"
+          ? truncNormal(posLen, 0.02, rng)
+          : sincos2d(c.embedDim, grid, true),
+        [1, 1 + this.numPatches, c.embedDim],
+      ),
     );
     addPatchEmbed(p, c.tokenDim, c.embedDim, c.patchSize, rng);
     for (let i = 0; i < c.depth; i++) addBlock(p, `blocks.${i}`, block, c.linearInit, rng);

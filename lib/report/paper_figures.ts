@@ -12,8 +12,14 @@
 import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
 import { join } from "node:path";
-import type { GridRunInfo, LogRecord } from "../train/mod.ts";
-import { readRunLog } from "../train/mod.ts";
+import type { AugmentArm, GridRunInfo, LogRecord } from "../train/mod.ts";
+import {
+  gridAugmentArm,
+  METHOD_ARM_IDS,
+  METHOD_ARMS,
+  readRunLog,
+  STORAGE_ARMS,
+} from "../train/mod.ts";
 import { readJsonObject } from "./_json.ts";
 import { type ExportOptions, FigureExporter } from "./export.ts";
 import { barTrace, type Figure, figure, lineTrace, type PlotlyTrace } from "./figure.ts";
@@ -33,7 +39,7 @@ export const PAPER_RESULTS = {
     { what: "JPEG q5", storage: "11 GB", top1: 74.6 },
     { what: "x0.2 downsampled", storage: "9.6 GB", top1: 75.2 },
   ],
-  ablation: { none: 77.3, coloradapt: 78.3, tokenadapt: 80.4, both: 81.4 },
+  ablation: { seit: 77.3, coloradapt: 78.3, tokenadapt: 80.4, seitpp: 81.4 },
 } as const;
 
 /** One grid run folder, loaded. */
@@ -56,33 +62,13 @@ export interface GridRunRecord extends GridRunInfo {
   evals: [number, number][];
 }
 
-const ARM_ORDER = [
-  "seit",
-  "seit_mtm",
-  "seitpp_nomtm",
-  "seitpp",
-  "ca",
-  "ca_mtm",
-  "ta",
-  "ta_mtm",
-  "pixel",
-  "mtm",
-];
+/** Arms in display order: the method arms (lib/train/arms.ts), then the MTM pre-training runs. */
+const ARM_ORDER: readonly string[] = [...METHOD_ARM_IDS, "mtm"];
 
 const ARM_COLORS: Record<string, string> = {
-  seit: "#1f77b4",
-  seit_mtm: "#ff7f0e",
-  seitpp_nomtm: "#2ca02c",
-  seitpp: "#d62728",
-  ca: "#9467bd",
-  ca_mtm: "#c5b0d5",
-  ta: "#8c564b",
-  ta_mtm: "#c49c94",
-  pixel: "#7f7f7f",
+  ...Object.fromEntries(METHOD_ARM_IDS.map((k) => [k, METHOD_ARMS[k].color])),
   mtm: "#17becf",
 };
-
-const STORAGE_ARMS = ["seit", "seit_mtm", "seitpp_nomtm", "seitpp"];
 
 function cmp(a: string | number, b: string | number): number {
   return a < b ? -1 : a > b ? 1 : 0;
@@ -131,6 +117,8 @@ export async function loadGridRuns(runsDir: string): Promise<GridRunRecord[]> {
     const ev = (metrics?.eval ?? null) as Record<string, number> | null;
     out.push({
       ...grid,
+      // recipe-1 folders name the augmentation arms none / both
+      augment: gridAugmentArm(grid.augment) as GridRunInfo["augment"],
       dir,
       finished: metrics !== null,
       steps: typeof metrics?.steps === "number" ? metrics.steps : null,
@@ -358,11 +346,11 @@ export function storageGainsTable(
 }
 
 const COMPONENTS = [
-  ["none", "none (SeiT augmentations)"],
+  ["seit", "none (SeiT augmentations)"],
   ["coloradapt", "ColorAdapt"],
   ["tokenadapt", "TokenAdapt"],
-  ["both", "both"],
-] as const;
+  ["seitpp", "both"],
+] as const satisfies readonly (readonly [AugmentArm, string])[];
 
 /**
  * The budgets on which the ablation ran: token budgets with finished runs of all four

@@ -5,20 +5,21 @@
  * the codebook and TokenAdapt weights the step needs. The experiment grid builds its runs'
  * steps through {@linkcode openAugmentStep} too.
  *
- * Presets (REFERENCE.md sections 2, 3 and 6): fine-tuning `seit` = the SeiT augmentations
- * (token RRC, CutMix, Emb-Noise), `coloradapt` / `tokenadapt` = one SeiT++ component added,
- * `seitpp` = both (the section-6 step); pre-training `seit` = token RRC only, `seitpp` = with
- * TokenAdapt. `null` keeps the recipe's plain crop with hard labels.
+ * Presets are the augmentation arms of ./arms.ts (REFERENCE.md sections 2, 3 and 6):
+ * fine-tuning `seit` = the SeiT augmentations (token RRC, CutMix, Emb-Noise), `coloradapt` /
+ * `tokenadapt` = one SeiT++ component added, `seitpp` = both (the section-6 step),
+ * `identity-tokenadapt` = f -> g with no geometric change; pre-training `seit` = token RRC
+ * only, `seitpp` = with the TokenAdapt half (the reference's SeiT++ pre-training). `null`
+ * keeps the recipe's plain crop with hard labels.
  *
  * @module
  */
 import { dirname, join } from "node:path";
 import { TokenAdapt } from "../adapters/mod.ts";
 import { CodeQuantizer, loadCodebook } from "../tokens/mod.ts";
+import { AUGMENT_ARMS, type AugmentArm, augmentStepForArm, PRETRAIN_AUGMENT_ARMS } from "./arms.ts";
 import {
-  type AblationArm,
   type AugmentStep,
-  augmentStepAblation,
   type AugmentStepConfig,
   augmentStepFinetune,
   augmentStepPretrain,
@@ -27,12 +28,15 @@ import {
   type ResolvedAugmentStepConfig,
 } from "./augment_step.ts";
 import type { ConfigSchema } from "./config.ts";
+import { RECIPE_VERSION } from "./run_config.ts";
 
-/** The augmentation presets of a training run. */
-export type RunAugmentPreset = "seit" | "coloradapt" | "tokenadapt" | "seitpp";
+/** The augmentation presets of a training run: the augmentation arms. */
+export type RunAugmentPreset = AugmentArm;
 
-/** The config keys a training task accepts for its augmentation step. */
+/** The config keys a training task accepts for its augmentation step (and the recipe version). */
 export interface RunAugmentKeys {
+  /** The training-recipe version (`RECIPE_VERSION`; ./run_config.ts). */
+  recipe: number;
   /** The preset, or null for no augmentation step (plain crop, hard labels). */
   augment: RunAugmentPreset | null;
   /** Step settings over the preset (keys of `AugmentStepConfig`, e.g. `noiseScale`). */
@@ -45,19 +49,15 @@ export interface RunAugmentKeys {
 
 /** Defaults of {@linkcode RunAugmentKeys}: no augmentation step. */
 export const RUN_AUGMENT_DEFAULTS: RunAugmentKeys = {
+  recipe: RECIPE_VERSION,
   augment: null,
   augmentSettings: {},
   codebook: null,
   tokenAdaptWeights: null,
 };
 
-const FINETUNE_PRESETS: readonly RunAugmentPreset[] = [
-  "seit",
-  "coloradapt",
-  "tokenadapt",
-  "seitpp",
-];
-const PRETRAIN_PRESETS: readonly RunAugmentPreset[] = ["seit", "seitpp"];
+const FINETUNE_PRESETS: readonly RunAugmentPreset[] = AUGMENT_ARMS;
+const PRETRAIN_PRESETS: readonly RunAugmentPreset[] = PRETRAIN_AUGMENT_ARMS;
 
 /**
  * What a recipe's config schema needs for {@linkcode RunAugmentKeys}.
@@ -67,17 +67,13 @@ const PRETRAIN_PRESETS: readonly RunAugmentPreset[] = ["seit", "seitpp"];
 export function runAugmentSchema(kind: "pretrain" | "finetune"): ConfigSchema {
   return {
     nullable: { codebook: "string", tokenAdaptWeights: "string" },
-    choices: { augment: [null, ...(kind === "pretrain" ? PRETRAIN_PRESETS : FINETUNE_PRESETS)] },
+    choices: {
+      augment: [null, ...(kind === "pretrain" ? PRETRAIN_PRESETS : FINETUNE_PRESETS)],
+      recipe: [RECIPE_VERSION],
+    },
     open: ["augmentSettings"],
   };
 }
-
-const ARM: Record<RunAugmentPreset, AblationArm> = {
-  seit: "none",
-  coloradapt: "coloradapt",
-  tokenadapt: "tokenadapt",
-  seitpp: "both",
-};
 
 /**
  * The step settings a preset stands for.
@@ -110,12 +106,9 @@ export function runAugmentStepConfig(
   if (model.numClasses === undefined) {
     throw new TypeError("Cannot build a fine-tuning augmentation step without numClasses");
   }
-  return augmentStepAblation(
-    resolveAugmentStepConfig({
-      ...augmentStepFinetune(model.numClasses, model.gridSide),
-      ...settings,
-    }),
-    ARM[preset],
+  return augmentStepForArm(
+    { ...augmentStepFinetune(model.numClasses, model.gridSide), ...settings },
+    preset,
   );
 }
 
@@ -217,4 +210,28 @@ export async function openRunAugment(
     tokenAdaptWeights: config.tokenAdaptWeights,
     codebookSize: m.codebookSize as number,
   });
+}
+
+/**
+ * The augmentation step a stored run config stands for, whatever wrote it: a recipe-2
+ * config (`augment` an arm name, `augmentSettings`) through {@linkcode runAugmentStepConfig};
+ * a recipe-1 grid config (`augment` the step object) read as step settings (its TokenAdapt
+ * crop now follows `rrcScale`).
+ *
+ * @param config a run's `config.json`
+ * @returns the resolved step settings, or null when the run has no augmentation step
+ * @throws {TypeError | RangeError} for a config that names no valid step
+ */
+export function storedRunStep(config: Record<string, unknown>): ResolvedAugmentStepConfig | null {
+  const a = config.augment;
+  if (a === null || a === undefined) return null;
+  if (typeof a === "object") return resolveAugmentStepConfig(a as AugmentStepConfig);
+  const kind = config.kind === "pretrain" ? "pretrain" : "finetune";
+  const model = config.model as { gridSide: number; numClasses?: number };
+  return runAugmentStepConfig(
+    kind,
+    a as RunAugmentPreset,
+    (config.augmentSettings ?? {}) as AugmentStepConfig,
+    model,
+  );
 }

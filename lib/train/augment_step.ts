@@ -2,25 +2,36 @@
  * The training-step augmentation of SeiT++ (REFERENCE.md section 6), for both phases:
  *
  * 1. codes `[B, n, n]` -> codebook embeddings `[B, d, n, n]` (the fixed release codebook);
- * 2. the colour step on the whole batch: Emb-Noise or ColorAdapt (with both on, one choice
- *    per batch: Noise with probability `noiseChoice`, else ColorAdapt);
- * 3. the batch splits in halves. First half (TokenAdapt): f -> geometric augmentation to
- *    `2m x 2m` -> Mixup/CutMix in TokenAdapt space -> g -> codes -> embeddings `[B/2, d, m, m]`.
- *    Second half (base): token RRC to `m` -> CutMix;
+ * 2. the colour step on the whole batch: ONE RandomChoice per batch among Emb-Noise
+ *    (probability `noiseChoice`), ColorAdapt (`colorAdaptChoice`) and identity (the rest).
+ *    A component switched off has probability 0 and its share goes to identity: with
+ *    ColorAdapt off, 1 - 0.75 = a quarter of the batches get no colour op (not more noise);
+ * 3. the batch splits in halves as the reference's `chunk(2)` does: the FIRST half
+ *    (`ceil(B/2)`) takes the base path, token RRC to `m` -> CutMix; the SECOND half
+ *    (`floor(B/2)`) goes through TokenAdapt: f -> geometric augmentation to `2m x 2m` ->
+ *    Mixup/CutMix in TokenAdapt space -> g -> codes -> embeddings `[B/2, d, m, m]`. Both
+ *    halves crop with the same range, `rrcScale` (the reference's one `rrc_ratio`);
  * 4. concatenate, `convertToCodes`: the model's input codes `[B, m, m]`, with soft targets
  *    `[B, K]` (label-smoothed, mixed per half) when fine-tuning.
  *
- * Every part is a config switch, so the ablation {none, ColorAdapt, TokenAdapt, both} is a
- * config change ({@linkcode augmentStepAblation}): with TokenAdapt off the whole batch takes
- * the base path; with ColorAdapt off the colour step is Emb-Noise alone (Emb-Noise is a SeiT
- * augmentation, present in the baseline). Every random draw comes from the `Rng` handed in;
- * the TokenAdapt networks are frozen (no gradient flows through the step: g ends in argmax).
+ * Every part is a config switch, so the ablation arms (./arms.ts) are config changes: with
+ * TokenAdapt off the whole batch takes the base path; `tokenAdaptGeometry: "identity"` sends
+ * the TokenAdapt half through f then g with no geometric change (g's reconstruction error
+ * alone). Every random draw comes from the `Rng` handed in, and every draw is in the
+ * returned {@linkcode AugmentStepRecord} (see ./draw_trace.ts for the per-sample trace); the
+ * TokenAdapt networks are frozen (no gradient flows through the step: g ends in argmax).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { type CodeQuantizer, randomResizedCrop } from "../tokens/mod.ts";
+import {
+  type CodeQuantizer,
+  type CropBox,
+  drawRrcBox,
+  randomResizedCrop,
+  type RrcTry,
+} from "../tokens/mod.ts";
 import {
   applyGeometric,
   colorAdapt,
@@ -58,8 +69,10 @@ export interface AugmentStepConfig {
   colorAdapt?: boolean;
   /** Emb-Noise in the colour step. @default {true} */
   noise?: boolean;
-  /** With both colour transforms on: probability of Noise (else ColorAdapt) per batch. @default {0.75} */
+  /** Colour step: probability that a batch gets Emb-Noise (when `noise` is on). @default {0.75} */
   noiseChoice?: number;
+  /** Colour step: probability that a batch gets ColorAdapt (when `colorAdapt` is on). @default {0.25} */
+  colorAdaptChoice?: number;
   /** Fraction of the batch ColorAdapt replaces. @default {0.5} */
   colorAdaptProb?: number;
   /** Fraction of the batch Emb-Noise touches. @default {0.5} */
@@ -68,12 +81,18 @@ export interface AugmentStepConfig {
   noiseScale?: number;
   /** Emb-Noise per-element std. @default {1} */
   noiseStd?: number;
-  /** Area range of the base half's RRC (0.2 in pre-training, 0.08 in fine-tuning). @default {[0.08, 1]} */
+  /** Area range of BOTH halves' RRC (the reference's `rrc_ratio`: 0.2 pre-training, 0.08 fine-tuning). @default {[0.08, 1]} */
   rrcScale?: [number, number];
-  /** Aspect range of the RRCs. @default {[0.75, 1.3333333333333333]} */
+  /** Aspect range of both halves' RRC. @default {[0.75, 1.3333333333333333]} */
   rrcRatio?: [number, number];
-  /** TokenAdapt's geometric augmentation (its crop range defaults to `rrcScale`). @default {{}} */
+  /**
+   * TokenAdapt's geometric augmentation (flip, affine chain). Its crop range is always
+   * `rrcScale` / `rrcRatio`: `cropScale` / `cropRatio` given here are replaced by them.
+   * @default {{}}
+   */
   geometric?: GeometricAugConfig;
+  /** `"augment"`: the geometric augmentation; `"identity"`: f then g with no geometric change. @default {"augment"} */
+  tokenAdaptGeometry?: "augment" | "identity";
   /** Mixing of the base half; `null` = none. @default {{ mixupAlpha: 0, cutmixAlpha: 1 }} */
   baseMix?: HalfMixConfig | null;
   /** Mixing in TokenAdapt space; `null` = none. @default {{ mixupAlpha: 0.8, cutmixAlpha: 1 }} */
@@ -96,8 +115,10 @@ export interface ResolvedAugmentStepConfig {
   colorAdapt: boolean;
   /** Emb-Noise in the colour step. */
   noise: boolean;
-  /** Probability of Noise when both are on. */
+  /** Probability of the Noise choice of the colour step. */
   noiseChoice: number;
+  /** Probability of the ColorAdapt choice of the colour step. */
+  colorAdaptChoice: number;
   /** ColorAdapt fraction. */
   colorAdaptProb: number;
   /** Emb-Noise fraction. */
@@ -110,8 +131,10 @@ export interface ResolvedAugmentStepConfig {
   rrcScale: [number, number];
   /** RRC aspect range. */
   rrcRatio: [number, number];
-  /** TokenAdapt geometric augmentation. */
+  /** TokenAdapt geometric augmentation (crop = rrcScale / rrcRatio). */
   geometric: ResolvedGeometricAugConfig;
+  /** TokenAdapt half geometry: augmented, or identity. */
+  tokenAdaptGeometry: "augment" | "identity";
   /** Base-half mixing or null. */
   baseMix: Required<HalfMixConfig> | null;
   /** TokenAdapt-half mixing or null. */
@@ -130,6 +153,7 @@ const KEYS = [
   "colorAdapt",
   "noise",
   "noiseChoice",
+  "colorAdaptChoice",
   "colorAdaptProb",
   "noiseProb",
   "noiseScale",
@@ -137,6 +161,7 @@ const KEYS = [
   "rrcScale",
   "rrcRatio",
   "geometric",
+  "tokenAdaptGeometry",
   "baseMix",
   "tokenAdaptMix",
   "labelSmoothing",
@@ -176,17 +201,20 @@ export function resolveAugmentStepConfig(
     colorAdapt: config.colorAdapt ?? true,
     noise: config.noise ?? true,
     noiseChoice: config.noiseChoice ?? 0.75,
+    colorAdaptChoice: config.colorAdaptChoice ?? 0.25,
     colorAdaptProb: config.colorAdaptProb ?? 0.5,
     noiseProb: config.noiseProb ?? 0.5,
     noiseScale: config.noiseScale ?? 1,
     noiseStd: config.noiseStd ?? 1,
     rrcScale: [rrcScale[0], rrcScale[1]],
     rrcRatio: [rrcRatio[0], rrcRatio[1]],
+    // one crop range for both halves (REFERENCE.md section 6): the geometric crop is rrcScale
     geometric: resolveGeometricAugConfig({
+      ...config.geometric,
       cropScale: [rrcScale[0], rrcScale[1]],
       cropRatio: [rrcRatio[0], rrcRatio[1]],
-      ...config.geometric,
     }),
+    tokenAdaptGeometry: config.tokenAdaptGeometry ?? "augment",
     baseMix: resolveMix(config.baseMix, { mixupAlpha: 0, cutmixAlpha: 1 }),
     tokenAdaptMix: resolveMix(config.tokenAdaptMix, { mixupAlpha: 0.8, cutmixAlpha: 1 }),
     labelSmoothing: config.labelSmoothing ?? 0.1,
@@ -200,10 +228,23 @@ export function resolveAugmentStepConfig(
       );
     }
   }
-  for (const k of ["noiseChoice", "colorAdaptProb", "noiseProb"] as const) {
+  for (const k of ["noiseChoice", "colorAdaptChoice", "colorAdaptProb", "noiseProb"] as const) {
     if (!(c[k] >= 0 && c[k] <= 1)) {
       throw new RangeError(`Augmentation step key "${k}": ${c[k]} is not in [0, 1]`);
     }
+  }
+  if (c.noiseChoice + c.colorAdaptChoice > 1 + 1e-9) {
+    throw new RangeError(
+      `Augmentation step noiseChoice ${c.noiseChoice} + colorAdaptChoice ${c.colorAdaptChoice} > 1: ` +
+        `the colour step is one choice per batch among Noise, ColorAdapt and identity`,
+    );
+  }
+  if (!["augment", "identity"].includes(c.tokenAdaptGeometry)) {
+    throw new RangeError(
+      `Augmentation step tokenAdaptGeometry ${
+        JSON.stringify(c.tokenAdaptGeometry)
+      }: expected "augment" or "identity"`,
+    );
   }
   if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) {
     throw new RangeError(`Augmentation step labelSmoothing ${c.labelSmoothing}: expected [0, 1)`);
@@ -255,47 +296,84 @@ export function augmentStepPretrain(size = 28): ResolvedAugmentStepConfig {
   });
 }
 
-/** The four arms of the SeiT++ ablation. */
-export type AblationArm = "none" | "coloradapt" | "tokenadapt" | "both";
-
-/**
- * One arm of the ablation {none, ColorAdapt, TokenAdapt, both}: the given settings with
- * TokenAdapt and ColorAdapt switched (Emb-Noise and the base path are kept).
- * @param base the settings of the full method
- * @param arm which components stay on
- * @returns the resolved settings
- * @throws {RangeError} for an unknown arm
- */
-export function augmentStepAblation(
-  base: AugmentStepConfig,
-  arm: AblationArm,
-): ResolvedAugmentStepConfig {
-  if (!["none", "coloradapt", "tokenadapt", "both"].includes(arm)) {
-    throw new RangeError(
-      `Unknown ablation arm "${arm}": expected none, coloradapt, tokenadapt or both`,
-    );
-  }
-  return resolveAugmentStepConfig({
-    ...base,
-    tokenAdapt: arm === "tokenadapt" || arm === "both",
-    colorAdapt: arm === "coloradapt" || arm === "both",
-  });
+/** The colour step's three choices and their probabilities (they sum to 1). */
+export interface ColourChoice {
+  /** Probability of Emb-Noise. */
+  noise: number;
+  /** Probability of ColorAdapt. */
+  colorAdapt: number;
+  /** Probability of no colour op. */
+  identity: number;
 }
 
-/** What was drawn in one application (plain JSON), for logs and galleries. */
+/**
+ * The colour step's RandomChoice as a resolved step runs it: a component switched off has
+ * probability 0, identity takes the rest. `null` when both are off (no choice is drawn:
+ * the reference's pre-training has no colour step at all).
+ * @param c resolved settings
+ * @returns the probabilities, or null
+ */
+export function colourChoice(c: ResolvedAugmentStepConfig): ColourChoice | null {
+  if (!c.noise && !c.colorAdapt) return null;
+  const noise = c.noise ? c.noiseChoice : 0;
+  const colorAdapt = c.colorAdapt ? c.colorAdaptChoice : 0;
+  return { noise, colorAdapt, identity: Math.max(0, 1 - noise - colorAdapt) };
+}
+
+/** The geometric settings of the identity transform: no flip, no affine, the whole grid. */
+export function identityGeometry(
+  g: ResolvedGeometricAugConfig,
+): ResolvedGeometricAugConfig {
+  return { ...g, flipProb: 0, chainProb: 0, cropScale: [1, 1], cropRatio: [1, 1] };
+}
+
+/** What was drawn in one application (plain JSON), for logs, galleries and draw traces. */
 export interface AugmentStepRecord {
-  /** `"noise"`, `"coloradapt"` or `"none"`. */
-  color: string;
-  /** Samples sent through TokenAdapt (the first ones). */
+  /** `"noise"`, `"coloradapt"` or `"none"` (identity, or no colour step). */
+  color: "noise" | "coloradapt" | "none";
+  /** Whether a colour choice was drawn (false: no colour step, as in pre-training). */
+  colorDrawn: boolean;
+  /** The samples the colour op changed (sorted batch indices; empty for none). */
+  colorSamples: number[];
+  /** Samples of the base half: `0 .. baseSamples - 1`. */
+  baseSamples: number;
+  /** Samples sent through TokenAdapt: the LAST ones, `baseSamples .. B - 1`. */
   tokenAdaptSamples: number;
-  /** The geometric parameters of the TokenAdapt half, or null. */
+  /** The geometric parameters of the TokenAdapt half (`GeometricParams`), or null. */
   geometric: unknown;
-  /** The mixing parameters of the TokenAdapt half, or null. */
+  /** The accepted RRC try (area fraction, aspect) per TokenAdapt sample; null = fallback box. */
+  geometricCrops: ({ area: number; aspect: number } | null)[];
+  /** The mixing parameters of the TokenAdapt half (`MixupParams`), or null. */
   tokenAdaptMix: unknown;
-  /** The RRC boxes of the base half. */
+  /** The RRC boxes of the base half (`CropBox[]`). */
   rrc: unknown;
-  /** The mixing parameters of the base half, or null. */
+  /** The accepted RRC try (area fraction, aspect) per base sample; null = fallback box. */
+  rrcCrops: ({ area: number; aspect: number } | null)[];
+  /** The mixing parameters of the base half (`MixupParams`), or null. */
   baseMix: unknown;
+}
+
+function acceptedTry(tries: RrcTry[]): { area: number; aspect: number } | null {
+  const t = tries.find((x) => x.accepted);
+  return t === undefined ? null : { area: t.areaFraction, aspect: t.aspectRatio };
+}
+
+/** Per-sample RRC boxes with the accepted try of each (the same draws as `randomResizedCrop`). */
+function drawBoxes(
+  rng: Rng,
+  B: number,
+  H: number,
+  W: number,
+  scale: [number, number],
+  ratio: [number, number],
+): { boxes: CropBox[]; crops: ({ area: number; aspect: number } | null)[] } {
+  const boxes: CropBox[] = [], crops: ({ area: number; aspect: number } | null)[] = [];
+  for (let b = 0; b < B; b++) {
+    const tries: RrcTry[] = [];
+    boxes.push(drawRrcBox(rng, H, W, scale, ratio, tries));
+    crops.push(acceptedTry(tries));
+  }
+  return { boxes, crops };
 }
 
 /** A configured augmentation step; {@linkcode AugmentStep.hook} plugs into the training recipes. */
@@ -392,6 +470,10 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
     return { x: r.x, targets: r.targets, params: r.params };
   };
 
+  const choice = colourChoice(c);
+  const geometry = c.tokenAdaptGeometry === "identity"
+    ? identityGeometry(c.geometric)
+    : c.geometric;
   const run = (input: AugmentInput, rng: Rng): AugmentOutput & { record: AugmentStepRecord } => {
     const codes = input.codes;
     if (!(codes instanceof tf.Tensor) || codes.rank !== 3 || codes.dtype !== "int32") {
@@ -406,7 +488,9 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
         }`,
       );
     }
+    // chunk(2): the first ceil(B/2) samples take the base path, the rest TokenAdapt
     const half = c.tokenAdapt ? Math.floor(B / 2) : 0;
+    const nBase = B - half;
     if (c.tokenAdapt && ta !== null && ta.config.inputGrid !== n) {
       throw new RangeError(
         `Cannot augment ${n}x${n} codes: TokenAdapt takes ${ta.config.inputGrid}x${ta.config.inputGrid}`,
@@ -415,7 +499,7 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
     if (
       c.numClasses !== null &&
       ((half > 0 && taMixer !== null && half % 2 !== 0) ||
-        (baseMixer !== null && (B - half) % 2 !== 0))
+        (baseMixer !== null && nBase % 2 !== 0))
     ) {
       throw new RangeError(
         `Cannot augment a batch of ${B}: each mixed half must have an even size`,
@@ -423,52 +507,67 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
     }
     const record: AugmentStepRecord = {
       color: "none",
+      colorDrawn: false,
+      colorSamples: [],
+      baseSamples: nBase,
       tokenAdaptSamples: half,
       geometric: null,
+      geometricCrops: [],
       tokenAdaptMix: null,
       rrc: null,
+      rrcCrops: [],
       baseMix: null,
     };
     const [outCodes, targets] = tf.tidy(() => {
       // 1. embeddings
       let emb = q.embed(codes);
-      // 2. colour step
+      // 2. colour step: one RandomChoice per batch (Noise | ColorAdapt | identity)
       let which: "noise" | "coloradapt" | "none" = "none";
-      if (c.noise && c.colorAdapt) which = rng.uniform() < c.noiseChoice ? "noise" : "coloradapt";
-      else if (c.noise) which = "noise";
-      else if (c.colorAdapt) which = "coloradapt";
+      if (choice !== null) {
+        record.colorDrawn = true;
+        const u = rng.uniform();
+        if (u < choice.noise) which = "noise";
+        else if (u < choice.noise + choice.colorAdapt) which = "coloradapt";
+      }
       if (which !== "none") {
         const t = which === "noise" ? noise : ca;
-        const p = (t.draw as (x: tf.Tensor4D, r: Rng) => unknown)(emb, rng);
+        const p = (t.draw as (x: tf.Tensor4D, r: Rng) => { perm: Int32Array; count: number })(
+          emb,
+          rng,
+        );
+        record.colorSamples = Array.from(p.perm.subarray(0, p.count)).sort((x, y) => x - y);
         emb = (t.apply as (x: tf.Tensor4D, p: unknown) => tf.Tensor4D)(emb, p);
       }
       record.color = which;
       const outs: tf.Tensor4D[] = [];
       const tgts: tf.Tensor2D[] = [];
-      // 3a. TokenAdapt half
+      // 3a. base half (first): token RRC to m, then CutMix
+      if (nBase > 0) {
+        const xb = (half > 0 ? emb.slice([0], [nBase]) : emb) as tf.Tensor4D;
+        const drawn = drawBoxes(rng, nBase, n, n, c.rrcScale, c.rrcRatio);
+        record.rrc = drawn.boxes;
+        record.rrcCrops = drawn.crops;
+        const cropped = rrc.apply(xb, drawn.boxes);
+        const lb = labels === null ? null : labels.subarray(0, nBase);
+        const mixed = mixHalf(cropped, lb, baseMixer, rng);
+        record.baseMix = mixed.params;
+        outs.push(mixed.x);
+        if (mixed.targets !== null) tgts.push(mixed.targets);
+      }
+      // 3b. TokenAdapt half (second): f -> geometric -> mixing in TokenAdapt space -> g
       if (half > 0 && ta !== null) {
-        const xa = emb.slice([0], [half]) as tf.Tensor4D;
+        const xa = emb.slice([nBase], [half]) as tf.Tensor4D;
         const up = chunked(xa, (t) => ta.convert(t)) as tf.Tensor4D; // [half, d, 2n, 2n]
-        const gp = drawGeometricParams(up.shape, 2 * c.size, c.geometric, rng);
+        const tries: RrcTry[][] = [];
+        const gp = drawGeometricParams(up.shape, 2 * c.size, geometry, rng, tries);
         record.geometric = gp;
+        record.geometricCrops = tries.map(acceptedTry);
         const geo = applyGeometric(up, gp, { fillMask: c.geometric.fillMask });
-        const la = labels === null ? null : labels.subarray(0, half);
+        const la = labels === null ? null : labels.subarray(nBase);
         const mixed = mixHalf(geo, la, taMixer, rng);
         record.tokenAdaptMix = mixed.params;
         const taCodes = chunked(mixed.x, (t) => ta.invert(t)) as tf.Tensor3D;
         outs.push(q.embed(taCodes));
-        if (mixed.targets !== null) tgts.push(mixed.targets);
-      }
-      // 3b. base half
-      if (B - half > 0) {
-        const xb = (half > 0 ? emb.slice([half], [B - half]) : emb) as tf.Tensor4D;
-        const boxes = rrc.draw(xb, rng);
-        record.rrc = boxes;
-        const cropped = rrc.apply(xb, boxes);
-        const lb = labels === null ? null : labels.subarray(half);
-        const mixed = mixHalf(cropped, lb, baseMixer, rng);
-        record.baseMix = mixed.params;
-        outs.push(mixed.x);
         if (mixed.targets !== null) tgts.push(mixed.targets);
       }
       // 4. concatenate and re-quantize

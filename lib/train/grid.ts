@@ -29,12 +29,15 @@ import {
   writeTokenDataset,
 } from "../tokens/mod.ts";
 import {
-  type AblationArm,
-  augmentStepAblation,
-  augmentStepFinetune,
-  augmentStepPretrain,
-  resolveAugmentStepConfig,
-} from "./augment_step.ts";
+  type AugmentArm,
+  augmentArmSwitches,
+  METHOD_ARMS,
+  type MethodArm,
+  type MethodArmSpec,
+  pretrainArmOf,
+} from "./arms.ts";
+import { runAugmentStepConfig } from "./augment_run.ts";
+import { RECIPE_VERSION, scratchInitModel } from "./run_config.ts";
 import { applyOverrides, type ConfigSchema, mergeConfig, withAddedRunKeys } from "./config.ts";
 import { FINETUNE_DEFAULTS, FINETUNE_SCHEMA, type FinetuneConfig } from "./finetune.ts";
 import { epochPlan } from "./loop.ts";
@@ -51,36 +54,14 @@ import {
   type PixelBaselineConfig,
 } from "./grid_pixel.ts";
 
-/** What one method arm of the grid trains. */
-export interface GridArmSpec {
-  /** The name in figures and tables. */
-  label: string;
-  /** The augmentation-step ablation arm (`null` for the pixel baseline). */
-  augment: AblationArm | null;
-  /** Fine-tuned from a shared MTM pre-training run. */
-  mtm: boolean;
-}
+/** What one method arm of the grid trains (the vocabulary of ./arms.ts). */
+export type GridArmSpec = MethodArmSpec;
 
-/**
- * The method arms. The four of the storage study (REFERENCE.md section 7): SeiT (neither
- * MTM nor TokenAdapt/ColorAdapt: the baseline augmentation step, token RRC + CutMix +
- * Emb-Noise), SeiT+MTM, SeiT++ without MTM (TokenAdapt + ColorAdapt), SeiT++ (all); the
- * ablation's single components with and without MTM; and the pixel ViT baseline.
- */
-export const GRID_ARMS = {
-  seit: { label: "SeiT", augment: "none", mtm: false },
-  seit_mtm: { label: "SeiT+MTM", augment: "none", mtm: true },
-  seitpp_nomtm: { label: "SeiT++ w/o MTM", augment: "both", mtm: false },
-  seitpp: { label: "SeiT++", augment: "both", mtm: true },
-  ca: { label: "ColorAdapt only", augment: "coloradapt", mtm: false },
-  ca_mtm: { label: "ColorAdapt only + MTM", augment: "coloradapt", mtm: true },
-  ta: { label: "TokenAdapt only", augment: "tokenadapt", mtm: false },
-  ta_mtm: { label: "TokenAdapt only + MTM", augment: "tokenadapt", mtm: true },
-  pixel: { label: "Pixels (ViT)", augment: null, mtm: false },
-} as const satisfies Record<string, GridArmSpec>;
+/** The grid's method arms: {@linkcode METHOD_ARMS}. */
+export const GRID_ARMS = METHOD_ARMS;
 
 /** A method arm's name. */
-export type GridArm = keyof typeof GRID_ARMS;
+export type GridArm = MethodArm;
 
 /** One token release the grid draws budgets from. */
 export interface GridTokenSet {
@@ -184,7 +165,11 @@ export interface GridConfig {
   pixel: Record<string, unknown>;
   /** Settings of the fine-tuning augmentation step (`AugmentStepConfig` keys), before the arm's switches. */
   augment: Record<string, unknown>;
-  /** Send half of each pre-training batch through TokenAdapt (shared runs: off keeps SeiT+MTM's pre-training free of it). */
+  /**
+   * MTM pre-training follows the arm (the reference): arms with TokenAdapt start from a run
+   * pre-trained with the TokenAdapt half (`pt-ta-<budget>-s<seed>`), the others from one
+   * without it (`pt-<budget>-s<seed>`). `false`: every MTM arm shares the run without it.
+   */
   pretrainTokenAdapt: boolean;
 }
 
@@ -233,7 +218,7 @@ export const GRID_DEFAULTS: GridConfig = {
   pretrain: {},
   pixel: {},
   augment: {},
-  pretrainTokenAdapt: false,
+  pretrainTokenAdapt: true,
 };
 
 /** What the defaults cannot say about {@linkcode GridConfig} (for merging and overrides). */
@@ -448,8 +433,7 @@ export function checkGridConfig(g: GridConfig, source = "<grid>"): void {
             }): the pixel arm takes pixel budgets, token arms token budgets`,
           );
         }
-        const usesTa = spec.augment === "tokenadapt" || spec.augment === "both" ||
-          (spec.mtm && g.pretrainTokenAdapt);
+        const usesTa = spec.augment !== null && augmentArmSwitches(spec.augment).tokenAdapt;
         if (usesTa && b.tokens !== null && g.tokens[b.tokens].tokenAdapt === null) {
           throw bad(
             `cells[${i}]: arm "${arm}" uses TokenAdapt but token set "${b.tokens}" has no tokenAdapt weights`,
@@ -685,8 +669,11 @@ export interface GridRunInfo {
   arm: GridArm | "mtm";
   /** The arm's label. */
   method: string;
-  /** The augmentation-step arm, or `null` (pixels). */
-  augment: AblationArm | null;
+  /**
+   * The augmentation arm, or `null` (pixels). Run folders written before recipe 2 hold the
+   * old names (`none`, `both`), which {@linkcode gridAugmentArm} reads as `seit`, `seitpp`.
+   */
+  augment: AugmentArm | null;
   /** Fine-tuned from MTM pre-training. */
   mtm: boolean;
   /** The budget id. */
@@ -796,8 +783,9 @@ export function expandGrid(
     labelBytes: b.labelBytes,
     seed,
   });
-  const pretrainSpec = (b: MeasuredBudget, seed: number): GridRunSpec => {
-    const id = `pt-${b.id}-s${seed}`;
+  const pretrainSpec = (b: MeasuredBudget, seed: number, arm: AugmentArm): GridRunSpec => {
+    const ta = augmentArmSwitches(arm).tokenAdapt;
+    const id = `pt-${ta ? "ta-" : ""}${b.id}-s${seed}`;
     const set = g.tokens[b.source];
     const n = b.gridSide as 8 | 16;
     const model = mtmFashion(n, {
@@ -821,10 +809,14 @@ export function expandGrid(
       ...runSchedule(g, g.pretrainSteps, b.records, c, false),
     };
     checkRunConfig(c);
-    const augment = resolveAugmentStepConfig({
-      ...augmentStepPretrain(model.gridSide),
-      tokenAdapt: g.pretrainTokenAdapt,
-    });
+    const keys = {
+      recipe: RECIPE_VERSION,
+      augment: arm,
+      augmentSettings: {},
+      codebook: set.codebook,
+      tokenAdaptWeights: ta ? set.tokenAdapt : null,
+    };
+    runAugmentStepConfig("pretrain", arm, {}, { gridSide: model.gridSide });
     return {
       id,
       kind: "pretrain",
@@ -832,15 +824,13 @@ export function expandGrid(
       deps: [],
       config: plain({
         ...c,
-        augment,
-        codebook: set.codebook,
-        tokenAdaptWeights: g.pretrainTokenAdapt ? set.tokenAdapt : null,
+        ...keys,
         grid: info(b, seed, {
           id,
           kind: "pretrain",
           arm: "mtm",
-          method: "MTM pre-training",
-          augment: null,
+          method: ta ? "MTM pre-training with TokenAdapt" : "MTM pre-training",
+          augment: arm,
           mtm: true,
           pretrain: null,
         }),
@@ -867,7 +857,8 @@ export function expandGrid(
           }
           let ptId: string | null = null;
           if (a.mtm) {
-            const pt = pretrainSpec(b, seed);
+            const ptArm = g.pretrainTokenAdapt ? pretrainArmOf(a.augment!) : "seit";
+            const pt = pretrainSpec(b, seed, ptArm);
             ptId = pt.id;
             if (!seen.has(pt.id)) {
               seen.add(pt.id);
@@ -876,12 +867,14 @@ export function expandGrid(
           }
           const set = g.tokens[b.source];
           const n = b.gridSide as 8 | 16;
-          const model = classifierFashion(n, {
+          const fashion = classifierFashion(n, {
             embedDim: g.model.embedDim,
             depth: g.model.depth,
             numHeads: g.model.numHeads,
             dropPath: g.model.dropPath,
           });
+          // from scratch: timm's init (pos_embed and head trunc-normal 0.02)
+          const model = ptId === null ? scratchInitModel(fashion) : fashion;
           let c = mergeConfig(
             { ...FINETUNE_DEFAULTS, model } as unknown as FinetuneConfig,
             g.finetune,
@@ -896,14 +889,8 @@ export function expandGrid(
             ...runSchedule(g, g.finetuneSteps, b.records, c, true),
           };
           checkRunConfig(c);
-          const augment = augmentStepAblation(
-            resolveAugmentStepConfig({
-              ...augmentStepFinetune(model.numClasses, model.gridSide),
-              ...g.augment,
-            } as never),
-            a.augment!,
-          );
-          const usesTa = augment.tokenAdapt;
+          const step = runAugmentStepConfig("finetune", a.augment!, g.augment as never, model);
+          const usesTa = step.tokenAdapt;
           fine.push({
             id,
             kind: "finetune",
@@ -911,7 +898,9 @@ export function expandGrid(
             deps: ptId === null ? [] : [ptId],
             config: plain({
               ...c,
-              augment,
+              recipe: RECIPE_VERSION,
+              augment: a.augment,
+              augmentSettings: g.augment,
               codebook: set.codebook,
               tokenAdaptWeights: usesTa ? set.tokenAdapt : null,
               grid: info(b, seed, {
@@ -982,6 +971,7 @@ function pixelSpec(
     deps: [],
     config: plain({
       ...c,
+      recipe: RECIPE_VERSION,
       grid: info(b, seed, {
         id,
         kind: "pixel",
@@ -1016,11 +1006,18 @@ export class GridConflictError extends Error {
    * @param dir the folder
    * @param keys the differing keys
    */
-  constructor(dir: string, keys: string[]) {
+  constructor(dir: string, keys: string[], legacy = false) {
     super(
-      `Run folder "${dir}" holds another configuration (${keys.slice(0, 6).join(", ")}${
-        keys.length > 6 ? ", ..." : ""
-      } differ): delete it or use another --out`,
+      legacy
+        ? `Run folder "${dir}" was written under training recipe 1 (before the faithful ` +
+          `recipe ${RECIPE_VERSION}: one crop range, base half first, the colour RandomChoice, ` +
+          `TokenAdapt in SeiT++ pre-training, timm's from-scratch init): it cannot be resumed ` +
+          `or counted as a run of this grid. Its figures still regenerate from its logs ` +
+          `(deno task figures); to re-run it under recipe ${RECIPE_VERSION}, use another --out ` +
+          `(or move the folder away)`
+        : `Run folder "${dir}" holds another configuration (${keys.slice(0, 6).join(", ")}${
+          keys.length > 6 ? ", ..." : ""
+        } differ): delete it or use another --out`,
     );
     this.name = "GridConflictError";
     this.dir = dir;
@@ -1057,7 +1054,10 @@ export async function gridRunState(spec: GridRunSpec): Promise<GridRunState> {
   const config = await readJson(join(spec.dir, "config.json"));
   if (config === null) return { state: "fresh" };
   const diff = jsonDiff(withAddedRunKeys(config, spec.config), spec.config);
-  if (diff.length > 0) throw new GridConflictError(spec.dir, diff);
+  if (diff.length > 0) {
+    const legacy = (config as { recipe?: unknown }).recipe === undefined;
+    throw new GridConflictError(spec.dir, diff, legacy);
+  }
   if (await readJson(join(spec.dir, "metrics.json")) !== null) return { state: "done" };
   const ck = await readJson(join(spec.dir, "checkpoint.json")) as { step?: number } | null;
   if (ck !== null) return { state: "resume", step: ck.step ?? 0 };

@@ -10,17 +10,10 @@
  * @module
  */
 import { join } from "node:path";
-import { MtmModel, PixelVit, TokenClassifier } from "../models/mod.ts";
-import { Rng } from "../random/mod.ts";
-import { openTokenDataset } from "../tokens/mod.ts";
-import { openAugmentStep } from "./augment_run.ts";
-import type { AugmentStepConfig } from "./augment_step.ts";
 import { loadCheckpoint } from "./checkpoint.ts";
 import { RunStoppedError } from "./errors.ts";
-import { finetune, type FinetuneConfig } from "./finetune.ts";
 import { type GridRunSpec, type GridRunState, gridRunState } from "./grid.ts";
-import { type PixelBaselineConfig, trainPixelBaseline } from "./grid_pixel.ts";
-import { pretrain, type PretrainConfig } from "./pretrain.ts";
+import { launchRun } from "./launch.ts";
 import type { RunSummary } from "./runner.ts";
 
 /** Files of a run folder that a fresh start removes (the worker's own log stays). */
@@ -83,59 +76,13 @@ export async function runGridRun(
     await clearRunFiles(spec.dir);
     await Deno.mkdir(spec.dir, { recursive: true });
   }
-  const common = {
+  const summary = await launchRun(spec.kind, spec.config, {
     runDir: spec.dir,
     resume,
     progress: options.progress ?? false,
     print,
     stop: options.stop,
-  };
-  const c = spec.config;
-  const seed = c.seed as number;
-  let summary: RunSummary;
-  if (spec.kind === "pixel") {
-    const config = c as unknown as PixelBaselineConfig;
-    const model = new PixelVit(config.model, new Rng(seed).fork("init"));
-    try {
-      summary = await trainPixelBaseline({ ...common, config, model });
-    } finally {
-      model.dispose();
-    }
-  } else {
-    const K = (c.model as { codebookSize: number }).codebookSize;
-    const opened = await openAugmentStep(c.augment as AugmentStepConfig, {
-      codebook: c.codebook as string,
-      tokenAdaptWeights: c.tokenAdaptWeights as string | null,
-      codebookSize: K,
-    });
-    const step = opened.step;
-    try {
-      if (spec.kind === "pretrain") {
-        const config = c as unknown as PretrainConfig;
-        const data = await openTokenDataset(config.data.train, { codebookSize: K });
-        const model = new MtmModel(config.model as never, new Rng(seed).fork("init"));
-        try {
-          summary = await pretrain({ ...common, config, model, data, augment: step.hook });
-        } finally {
-          model.dispose();
-        }
-      } else {
-        const config = c as unknown as FinetuneConfig;
-        const data = await openTokenDataset(config.data.train, { codebookSize: K });
-        const test = config.data.test === null
-          ? null
-          : await openTokenDataset(config.data.test, { codebookSize: K });
-        const model = new TokenClassifier(config.model as never, new Rng(seed).fork("init"));
-        try {
-          summary = await finetune({ ...common, config, model, data, test, augment: step.hook });
-        } finally {
-          model.dispose();
-        }
-      }
-    } finally {
-      opened.dispose();
-    }
-  }
+  });
   return { status: state.state === "resume" ? "resumed" : "ran", summary };
 }
 

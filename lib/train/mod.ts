@@ -21,10 +21,13 @@ export * from "./pretrain.ts";
 export * from "./finetune.ts";
 export * from "./augment_step.ts";
 export * from "./augment_run.ts";
+export * from "./arms.ts";
+export * from "./run_config.ts";
 export * from "./parallel.ts";
 export * from "./grid.ts";
 export * from "./grid_pixel.ts";
 export * from "./grid_run.ts";
+export * from "./launch.ts";
 export {
   bceWithLogitsOneHot,
   crossEntropy,

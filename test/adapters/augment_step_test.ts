@@ -10,9 +10,10 @@ import {
 import { Rng } from "@lib/random";
 import { CodeQuantizer } from "@lib/tokens";
 import {
-  augmentStepAblation,
   augmentStepFinetune,
+  augmentStepForArm,
   augmentStepPretrain,
+  colourChoice,
   createAugmentStep,
   resolveAugmentStepConfig,
 } from "@lib/train";
@@ -104,7 +105,7 @@ for (const backend of ["wasm", "webgpu"] as const) {
   });
 }
 
-Deno.test("augment step: the TokenAdapt half is g(geometric(f(emb))) with the recorded draws", async () => {
+Deno.test("augment step: the TokenAdapt half (the second, as chunk(2)) is g(geometric(f(emb))) with the recorded draws", async () => {
   await initBackend({ backend: "cpu" });
   const { q, ta, dispose } = setup();
   const cfg = resolveAugmentStepConfig({
@@ -123,47 +124,64 @@ Deno.test("augment step: the TokenAdapt half is g(geometric(f(emb))) with the re
   assert.equal(out.targets, undefined);
   assert.equal(out.record.color, "none");
   const want = tf.tidy(() => {
-    const emb = q.embed(codes.slice([0], [4]) as tf.Tensor3D);
+    const emb = q.embed(codes.slice([4], [4]) as tf.Tensor3D);
     const up = ta.convert(emb);
     const g = applyGeometric(up, out.record.geometric as GeometricParams);
     return q.toCodes(q.embed(ta.invert(g)));
   });
-  const got = tf.tidy(() => out.codes.slice([0], [4]));
+  assert.equal(out.record.baseSamples, 4);
+  assert.equal(out.record.tokenAdaptSamples, 4);
+  // both halves crop with rrcScale: the geometric crop is the same range
+  assert.deepEqual(cfg.geometric.cropScale, cfg.rrcScale);
+  const got = tf.tidy(() => out.codes.slice([4], [4]));
   assert.deepEqual(await got.data(), await want.data());
   tf.dispose([codes, out.codes, want, got]);
   dispose();
 });
 
-Deno.test("ablation arms switch TokenAdapt and ColorAdapt only", async () => {
+Deno.test("ablation arms switch TokenAdapt and ColorAdapt only; the colour step is one RandomChoice with identity", async () => {
   await initBackend({ backend: "cpu" });
   const base = augmentStepFinetune(10, M);
-  const none = augmentStepAblation(base, "none");
-  assert.equal(none.tokenAdapt, false);
-  assert.equal(none.colorAdapt, false);
-  assert.equal(none.noise, true);
-  assert.deepEqual(augmentStepAblation(base, "both"), base);
-  assert.equal(augmentStepAblation(base, "tokenadapt").colorAdapt, false);
-  assert.equal(augmentStepAblation(base, "coloradapt").tokenAdapt, false);
-  assert.throws(() => augmentStepAblation(base, "all" as never), RangeError);
+  const seit = augmentStepForArm(base, "seit");
+  assert.equal(seit.tokenAdapt, false);
+  assert.equal(seit.colorAdapt, false);
+  assert.equal(seit.noise, true);
+  assert.deepEqual(augmentStepForArm(base, "seitpp"), base);
+  assert.equal(augmentStepForArm(base, "tokenadapt").colorAdapt, false);
+  assert.equal(augmentStepForArm(base, "coloradapt").tokenAdapt, false);
+  assert.throws(() => augmentStepForArm(base, "all" as never), RangeError);
+  // ColorAdapt off: a quarter of the batches get no colour op (not more noise)
+  assert.deepEqual(colourChoice(seit), { noise: 0.75, colorAdapt: 0, identity: 0.25 });
+  assert.deepEqual(colourChoice(base), { noise: 0.75, colorAdapt: 0.25, identity: 0 });
+  assert.equal(colourChoice(augmentStepPretrain(M)), null);
   const { q, ta, dispose } = setup();
   const b = batch(8, 3);
   const codes = tf.tensor3d(b.codes, [8, N, N], "int32");
-  for (const arm of ["none", "coloradapt"] as const) {
+  for (const arm of ["seit", "coloradapt"] as const) {
     // without TokenAdapt the network is not needed and the whole batch takes the base path
-    const step = createAugmentStep(augmentStepAblation(base, arm), { quantizer: q });
+    const step = createAugmentStep(augmentStepForArm(base, arm), { quantizer: q });
     const colors = new Set<string>();
-    for (let s = 0; s < 12; s++) {
+    for (let s = 0; s < 24; s++) {
       const out = step.run({ codes, labels: b.labels, epoch: 0, step: s }, new Rng(s));
       assert.equal(out.record.tokenAdaptSamples, 0);
       assert.equal((out.record.rrc as unknown[]).length, 8);
       colors.add(out.record.color);
       tf.dispose([out.codes, out.targets!]);
     }
-    assert.deepEqual([...colors].sort(), arm === "none" ? ["noise"] : ["coloradapt", "noise"]);
+    assert.deepEqual(
+      [...colors].sort(),
+      arm === "seit" ? ["noise", "none"] : ["coloradapt", "noise"],
+    );
   }
   const pre = createAugmentStep(augmentStepPretrain(M), { quantizer: q, tokenAdapt: ta });
   const out = pre.run({ codes, labels: null, epoch: 0, step: 0 }, new Rng(1));
   assert.equal(out.record.color, "none");
+  assert.equal(out.record.colorDrawn, false);
+  assert.equal(
+    out.record.tokenAdaptSamples,
+    4,
+    "pre-training sends half the batch through TokenAdapt",
+  );
   assert.equal(out.targets, undefined);
   assert.deepEqual(out.codes.shape, [8, M, M]);
   tf.dispose([codes, out.codes]);

@@ -9,8 +9,9 @@ import { initBackend } from "@lib/backend";
 import { Rng } from "@lib/random";
 import { openTokenDataset } from "@lib/tokens";
 import {
-  augmentStepAblation,
+  AUGMENT_ARMS,
   augmentStepFinetune,
+  augmentStepForArm,
   checkRunAugment,
   openRunAugment,
   parseTaskArgs,
@@ -24,13 +25,19 @@ const TA = "results/tokenadapt/fmnist8/tokenadapt.safetensors";
 const MODEL = { gridSide: 8, numClasses: 10, codebookSize: 256 };
 
 Deno.test("runAugmentStepConfig: the fine-tuning presets are the ablation arms of the grid; pre-training has seit and seitpp", () => {
-  const arms = { seit: "none", coloradapt: "coloradapt", tokenadapt: "tokenadapt", seitpp: "both" };
-  for (const [preset, arm] of Object.entries(arms)) {
+  for (const arm of AUGMENT_ARMS) {
     assert.deepEqual(
-      runAugmentStepConfig("finetune", preset as never, { noiseScale: 0.18 }, MODEL),
-      augmentStepAblation({ ...augmentStepFinetune(10, 8), noiseScale: 0.18 }, arm as never),
+      runAugmentStepConfig("finetune", arm, { noiseScale: 0.18 }, MODEL),
+      augmentStepForArm({ ...augmentStepFinetune(10, 8), noiseScale: 0.18 }, arm),
     );
   }
+  // one crop range: settings over the preset move both halves' crops (issue #10 item 1)
+  const narrow = runAugmentStepConfig("finetune", "seitpp", { rrcScale: [0.35, 1] }, MODEL);
+  assert.deepEqual(narrow.geometric.cropScale, [0.35, 1]);
+  const ita = runAugmentStepConfig("finetune", "identity-tokenadapt", {}, MODEL);
+  assert.equal(ita.tokenAdapt, true);
+  assert.equal(ita.colorAdapt, false);
+  assert.equal(ita.tokenAdaptGeometry, "identity");
   const seit = runAugmentStepConfig("finetune", "seit", {}, MODEL);
   assert.equal(seit.tokenAdapt, false);
   assert.equal(seit.colorAdapt, false);
