@@ -81,6 +81,8 @@ export function runAugmentSchema(kind: "pretrain" | "finetune"): ConfigSchema {
  * @param preset the preset
  * @param settings settings over the preset
  * @param model the model's `gridSide` (the crop size m) and, fine-tuning, `numClasses`
+ * @param smoothing the recipe's label smoothing (fine-tuning `smoothing`): the step's soft
+ *   targets use it unless `settings.labelSmoothing` is given
  * @returns the resolved step settings
  * @throws {TypeError} for an unknown setting
  * @throws {RangeError} for a preset the recipe does not have, or a setting out of range
@@ -90,6 +92,7 @@ export function runAugmentStepConfig(
   preset: RunAugmentPreset,
   settings: AugmentStepConfig,
   model: { gridSide: number; numClasses?: number },
+  smoothing?: number,
 ): ResolvedAugmentStepConfig {
   if (kind === "pretrain") {
     if (!PRETRAIN_PRESETS.includes(preset)) {
@@ -107,7 +110,11 @@ export function runAugmentStepConfig(
     throw new TypeError("Cannot build a fine-tuning augmentation step without numClasses");
   }
   return augmentStepForArm(
-    { ...augmentStepFinetune(model.numClasses, model.gridSide), ...settings },
+    {
+      ...augmentStepFinetune(model.numClasses, model.gridSide),
+      ...(smoothing === undefined ? {} : { labelSmoothing: smoothing }),
+      ...settings,
+    },
     preset,
   );
 }
@@ -132,13 +139,22 @@ function checkTokenAdaptWeights(step: ResolvedAugmentStepConfig, weights: string
  */
 export function checkRunAugment(
   kind: "pretrain" | "finetune",
-  config: RunAugmentKeys & { model: { gridSide?: unknown; numClasses?: unknown } },
+  config: RunAugmentKeys & {
+    model: { gridSide?: unknown; numClasses?: unknown };
+    smoothing?: unknown;
+  },
 ): ResolvedAugmentStepConfig | null {
   if (config.augment === null) return null;
-  const step = runAugmentStepConfig(kind, config.augment, config.augmentSettings, {
-    gridSide: config.model.gridSide as number,
-    numClasses: config.model.numClasses as number | undefined,
-  });
+  const step = runAugmentStepConfig(
+    kind,
+    config.augment,
+    config.augmentSettings,
+    {
+      gridSide: config.model.gridSide as number,
+      numClasses: config.model.numClasses as number | undefined,
+    },
+    kind === "finetune" ? config.smoothing as number | undefined : undefined,
+  );
   checkTokenAdaptWeights(step, config.tokenAdaptWeights);
   return step;
 }
@@ -233,5 +249,6 @@ export function storedRunStep(config: Record<string, unknown>): ResolvedAugmentS
     a as RunAugmentPreset,
     (config.augmentSettings ?? {}) as AugmentStepConfig,
     model,
+    kind === "finetune" ? config.smoothing as number | undefined : undefined,
   );
 }

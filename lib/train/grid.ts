@@ -889,7 +889,13 @@ export function expandGrid(
             ...runSchedule(g, g.finetuneSteps, b.records, c, true),
           };
           checkRunConfig(c);
-          const step = runAugmentStepConfig("finetune", a.augment!, g.augment as never, model);
+          const step = runAugmentStepConfig(
+            "finetune",
+            a.augment!,
+            g.augment as never,
+            model,
+            c.smoothing,
+          );
           const usesTa = step.tokenAdapt;
           fine.push({
             id,

@@ -28,6 +28,7 @@ export * from "./grid.ts";
 export * from "./grid_pixel.ts";
 export * from "./grid_run.ts";
 export * from "./launch.ts";
+export * from "./recipe.ts";
 export {
   bceWithLogitsOneHot,
   crossEntropy,
