@@ -79,7 +79,7 @@ async function main(args: string[]): Promise<void> {
   const rng = new Rng(cfg.seed);
   const columns = galleryColumns(codes, { quantizer, tokenAdapt: ta, rng: rng.fork("columns") });
   try {
-    // the whole section-6 step (fine-tuning settings; first half TokenAdapt, second half base)
+    // the whole section-6 step (fine-tuning settings; first half base, second half TokenAdapt)
     const labels = ds.labels === null ? new Int32Array(cfg.rows) : ds.labelsOf(indices);
     const classes = ds.labels === null ? 1 : Math.max(...ds.labels) + 1;
     const step = createAugmentStep(
@@ -91,7 +91,7 @@ async function main(args: string[]): Promise<void> {
     columns.push({
       label: "SECTION 6\nSTEP",
       description:
-        `the whole training step (colour: ${out.record.color}; rows 1-${out.record.tokenAdaptSamples} TokenAdapt, the rest RRC + CutMix)`,
+        `the whole training step (colour: ${out.record.color}; rows 1-${out.record.baseSamples} RRC + CutMix, the rest TokenAdapt)`,
       codes: out.codes,
     });
     const image = renderGallery(columns, (c) => decoder.decode(c), { scale: cfg.scale });

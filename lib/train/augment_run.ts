@@ -23,6 +23,7 @@ import {
   type AugmentStepConfig,
   augmentStepFinetune,
   augmentStepPretrain,
+  type AugmentStepRecord,
   createAugmentStep,
   resolveAugmentStepConfig,
   type ResolvedAugmentStepConfig,
@@ -179,6 +180,7 @@ export interface OpenedAugmentStep {
 export async function openAugmentStep(
   config: AugmentStepConfig,
   files: { codebook: string; tokenAdaptWeights: string | null; codebookSize: number },
+  trace?: (record: AugmentStepRecord) => void,
 ): Promise<OpenedAugmentStep> {
   const resolved = resolveAugmentStepConfig(config);
   checkTokenAdaptWeights(resolved, files.tokenAdaptWeights);
@@ -188,7 +190,7 @@ export async function openAugmentStep(
   let ta: TokenAdapt | null = null;
   try {
     if (resolved.tokenAdapt) ta = (await TokenAdapt.load(files.tokenAdaptWeights!)).model;
-    const step = createAugmentStep(resolved, { quantizer, tokenAdapt: ta });
+    const step = createAugmentStep(resolved, { quantizer, tokenAdapt: ta, trace });
     return {
       step,
       dispose() {
@@ -209,6 +211,7 @@ export async function openAugmentStep(
  * @param kind which recipe
  * @param config the run config: {@linkcode RunAugmentKeys}, `data.train`, the model's
  *   `gridSide`, `codebookSize` and (fine-tuning) `numClasses`
+ * @param trace called with every application's record (draw traces)
  * @returns the opened step, or null
  */
 export async function openRunAugment(
@@ -217,6 +220,7 @@ export async function openRunAugment(
     data: { train: string };
     model: { gridSide?: unknown; codebookSize?: unknown; numClasses?: unknown };
   },
+  trace?: (record: AugmentStepRecord) => void,
 ): Promise<OpenedAugmentStep | null> {
   const step = checkRunAugment(kind, config);
   if (step === null) return null;
@@ -225,7 +229,7 @@ export async function openRunAugment(
     codebook: config.codebook ?? join(dirname(config.data.train), "codebook.safetensors"),
     tokenAdaptWeights: config.tokenAdaptWeights,
     codebookSize: m.codebookSize as number,
-  });
+  }, trace);
 }
 
 /**

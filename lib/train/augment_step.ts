@@ -397,6 +397,8 @@ export interface AugmentStepDeps {
   quantizer: CodeQuantizer;
   /** The frozen TokenAdapt networks (required when `tokenAdapt` is on). */
   tokenAdapt?: TokenAdapt | null;
+  /** Called with the record of every application through `hook` (draw traces: ./draw_trace.ts). */
+  trace?: (record: AugmentStepRecord) => void;
 }
 
 /**
@@ -579,5 +581,14 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
       ? { codes: outCodes, record }
       : { codes: outCodes, targets, record };
   };
-  return { config: c, run, hook: (input, rng) => run(input, rng) };
+  const trace = deps.trace;
+  return {
+    config: c,
+    run,
+    hook: (input, rng) => {
+      const out = run(input, rng);
+      trace?.(out.record);
+      return out;
+    },
+  };
 }

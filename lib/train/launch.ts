@@ -14,6 +14,7 @@ import { MtmModel, PixelVit, TokenClassifier } from "../models/mod.ts";
 import { Rng } from "../random/mod.ts";
 import { openTokenDataset } from "../tokens/mod.ts";
 import { openRunAugment, type RunAugmentKeys } from "./augment_run.ts";
+import type { AugmentStepRecord } from "./augment_step.ts";
 import type { LoadedCheckpoint } from "./checkpoint.ts";
 import { finetune, type FinetuneConfig } from "./finetune.ts";
 import { type PixelBaselineConfig, trainPixelBaseline } from "./grid_pixel.ts";
@@ -35,6 +36,8 @@ export interface LaunchOptions {
   stop?: () => boolean;
   /** Extra keys of the run log's start record. */
   startInfo?: Record<string, unknown>;
+  /** Called with every augmentation-step record (a `DrawTracer`'s `record`; ./draw_trace.ts). */
+  trace?: (record: AugmentStepRecord) => void;
 }
 
 /** A token run's config: the recipe's and the augmentation keys. */
@@ -76,7 +79,7 @@ export async function launchRun(
   const c = config as unknown as TokenRunConfig<PretrainConfig | FinetuneConfig>;
   const K = (c.model as { codebookSize: number }).codebookSize;
   const data = await openTokenDataset(c.data.train, { codebookSize: K });
-  const augment = await openRunAugment(kind, c);
+  const augment = await openRunAugment(kind, c, options.trace);
   try {
     if (kind === "pretrain") {
       const pc = c as TokenRunConfig<PretrainConfig>;

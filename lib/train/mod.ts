@@ -29,6 +29,7 @@ export * from "./grid_pixel.ts";
 export * from "./grid_run.ts";
 export * from "./launch.ts";
 export * from "./recipe.ts";
+export * from "./draw_trace.ts";
 export {
   bceWithLogitsOneHot,
   crossEntropy,

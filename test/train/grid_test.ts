@@ -16,10 +16,12 @@ import {
   prepareBudgets,
   readConfigFile,
   readRunLog,
+  RECIPE_VERSION,
   resolveGridConfig,
   runGrid,
   runGridRun,
   RunStoppedError,
+  storedRunStep,
 } from "@lib/train";
 
 await initBackend({ backend: "wasm" });
@@ -145,15 +147,20 @@ Deno.test("expandGrid: arm x budget x seed fine-tunings, one shared MTM pre-trai
     const ids = specs.map((s) => s.id);
     assert.equal(new Set(ids).size, ids.length, "unique ids");
     // 2 seeds x (2 fm8 budgets x 4 arms + 4 ablation arms + 2 fm16 arms + 2 pixel) = 32 runs,
-    // plus pre-training for fm8-40, fm8-80, fm16-40 per seed = 6
-    assert.equal(specs.length, 38);
+    // plus pre-training per seed: without TokenAdapt for fm8-40, fm8-80, fm16-40 and with it
+    // (the TokenAdapt arms' own pre-training, as the reference's SeiT++) for fm8-40, fm8-80 = 10
+    assert.equal(specs.length, 42);
     const pre = specs.filter((s) => s.kind === "pretrain");
     assert.deepEqual(pre.map((s) => s.id), [
       "pt-fm8-40-s0",
+      "pt-ta-fm8-40-s0",
       "pt-fm8-80-s0",
+      "pt-ta-fm8-80-s0",
       "pt-fm16-40-s0",
       "pt-fm8-40-s1",
+      "pt-ta-fm8-40-s1",
       "pt-fm8-80-s1",
+      "pt-ta-fm8-80-s1",
       "pt-fm16-40-s1",
     ]);
     assert.ok(
@@ -162,41 +169,45 @@ Deno.test("expandGrid: arm x budget x seed fine-tunings, one shared MTM pre-trai
     );
     assert.ok(ids.indexOf("px-px14-40-s0") < ids.indexOf("ft-seit-fm8-40-s1"), "seed by seed");
     const byId = new Map(specs.map((s) => [s.id, s]));
-    const users = specs.filter((s) => s.deps.includes("pt-fm8-40-s0")).map((s) => s.id).sort();
-    assert.deepEqual(users, [
-      "ft-ca_mtm-fm8-40-s0",
-      "ft-seit_mtm-fm8-40-s0",
-      "ft-seitpp-fm8-40-s0",
-      "ft-ta_mtm-fm8-40-s0",
-    ]);
+    const users = (pt: string) => specs.filter((s) => s.deps.includes(pt)).map((s) => s.id).sort();
+    assert.deepEqual(users("pt-fm8-40-s0"), ["ft-ca_mtm-fm8-40-s0", "ft-seit_mtm-fm8-40-s0"]);
+    assert.deepEqual(users("pt-ta-fm8-40-s0"), ["ft-seitpp-fm8-40-s0", "ft-ta_mtm-fm8-40-s0"]);
     const sp = byId.get("ft-seitpp-fm8-40-s0")!.config as Any;
-    assert.equal(sp.init, join(tmp, "runs", "pt-fm8-40-s0"));
-    assert.equal(sp.augment.tokenAdapt, true);
-    assert.equal(sp.augment.colorAdapt, true);
-    assert.equal(sp.augment.noiseStd, 0.18);
+    assert.equal(sp.init, join(tmp, "runs", "pt-ta-fm8-40-s0"));
+    assert.equal(sp.recipe, RECIPE_VERSION);
+    assert.equal(sp.augment, "seitpp");
+    const spStep = storedRunStep(sp)!;
+    assert.equal(spStep.tokenAdapt, true);
+    assert.equal(spStep.colorAdapt, true);
+    assert.equal(spStep.noiseStd, 0.18);
+    // fine-tuned from a checkpoint: the MAE head init
+    assert.equal(sp.model.headInitStd, 2e-5);
     assert.equal(sp.tokenAdaptWeights, g.tokens.fmnist8.tokenAdapt);
     assert.equal(sp.seed, 0);
     assert.equal(sp.grid.storageBytes, budgets[0].storageBytes);
     const seit = byId.get("ft-seit-fm8-40-s1")!.config as Any;
+    const seitStep = storedRunStep(seit)!;
     assert.deepEqual([
       seit.init,
-      seit.augment.tokenAdapt,
-      seit.augment.colorAdapt,
-      seit.augment.noise,
+      seitStep.tokenAdapt,
+      seitStep.colorAdapt,
+      seitStep.noise,
     ], [
       null,
       false,
       false,
       true,
     ]);
+    // from scratch: timm's init
+    assert.deepEqual([seit.model.headInitStd, seit.model.posEmbedInit], [0.02, "trunc_normal"]);
     assert.equal(seit.tokenAdaptWeights, null);
-    const ca = byId.get("ft-ca-fm8-40-s0")!.config as Any;
-    const ta = byId.get("ft-ta-fm8-40-s0")!.config as Any;
+    const ca = storedRunStep(byId.get("ft-ca-fm8-40-s0")!.config)!;
+    const ta = storedRunStep(byId.get("ft-ta-fm8-40-s0")!.config)!;
     assert.deepEqual([
-      ca.augment.colorAdapt,
-      ca.augment.tokenAdapt,
-      ta.augment.colorAdapt,
-      ta.augment.tokenAdapt,
+      ca.colorAdapt,
+      ca.tokenAdapt,
+      ta.colorAdapt,
+      ta.tokenAdapt,
     ], [
       true,
       false,
@@ -207,8 +218,11 @@ Deno.test("expandGrid: arm x budget x seed fine-tunings, one shared MTM pre-trai
     assert.equal(seit.epochs, 1);
     assert.equal((byId.get("ft-seit-fm8-80-s0")!.config as Any).epochs, 1);
     const pt = byId.get("pt-fm8-40-s0")!.config as Any;
-    assert.equal(pt.augment.tokenAdapt, false);
+    assert.equal(storedRunStep(pt)!.tokenAdapt, false);
     assert.equal(pt.model.embedDim, 16);
+    const ptTa = byId.get("pt-ta-fm8-40-s0")!.config as Any;
+    assert.equal(storedRunStep(ptTa)!.tokenAdapt, true);
+    assert.equal(ptTa.tokenAdaptWeights, g.tokens.fmnist8.tokenAdapt);
     const px = byId.get("px-px14-40-s0")!.config as Any;
     assert.deepEqual([px.model.imageSize, px.model.patchSize, px.data.imageSize], [14, 2, 14]);
     assert.equal(px.grid.arm, "pixel");
