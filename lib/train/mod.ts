@@ -1,39 +1,17 @@
 /**
- * Training: AdamW and parameter groups, lr schedules, clipping, the training loop,
- * checkpoints, run logs, progress and typed configs.
+ * Training, split by concern (each folder has its mod.ts):
+ *
+ * - ./engine: AdamW, parameter groups, schedules, clipping, losses, the loop and runner (run
+ *   folder, logs, checkpoints), typed configs, data-parallel workers;
+ * - ./recipes: MTM pre-training, token fine-tuning, pixel fine-tuning, and their objective
+ *   functions (./recipes/objectives.ts: where the MTM loss is computed and the mask drawn);
+ * - ./augment: the section-6 augmentation step (where TokenAdapt enters a step), the arms,
+ *   the draw trace;
+ * - ./experiments: the run config, the launch path, recipe descriptions, grids.
  *
  * @module
  */
-export * from "./adamw.ts";
-export * from "./param_groups.ts";
-export * from "./schedule.ts";
-export * from "./clip.ts";
-export * from "./errors.ts";
-export * from "./metrics.ts";
-export * from "./targets.ts";
-export * from "./checkpoint.ts";
-export * from "./run_log.ts";
-export * from "./progress.ts";
-export * from "./config.ts";
-export * from "./loop.ts";
-export * from "./runner.ts";
-export * from "./pretrain.ts";
-export * from "./finetune.ts";
-export * from "./augment_step.ts";
-export * from "./augment_run.ts";
-export * from "./arms.ts";
-export * from "./run_config.ts";
-export * from "./parallel.ts";
-export * from "./grid.ts";
-export * from "./grid_pixel.ts";
-export * from "./grid_run.ts";
-export * from "./launch.ts";
-export * from "./recipe.ts";
-export * from "./draw_trace.ts";
-export {
-  bceWithLogitsOneHot,
-  crossEntropy,
-  labelSmoothingCrossEntropy,
-  softTargetCrossEntropy,
-  tokenCrossEntropy,
-} from "./losses.ts";
+export * from "./engine/mod.ts";
+export * from "./recipes/mod.ts";
+export * from "./augment/mod.ts";
+export * from "./experiments/mod.ts";

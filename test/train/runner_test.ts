@@ -124,6 +124,7 @@ Deno.test("pretrain: a NaN loss is logged as an error and the last good checkpoi
     const faulty: MtmLike = {
       params: real.params,
       config: real.config,
+      randomMasking: (batch, rng) => real.randomMasking(batch, rng),
       forward: (codes, opts) => {
         const out = real.forward(codes, opts);
         if (++calls === 5) {

@@ -15,8 +15,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import { TokenAdapt } from "../adapters/mod.ts";
-import { CodeQuantizer, loadCodebook } from "../tokens/mod.ts";
+import { TokenAdapt } from "../../adapters/mod.ts";
+import { CodeQuantizer, loadCodebook } from "../../tokens/mod.ts";
 import { AUGMENT_ARMS, type AugmentArm, augmentStepForArm, PRETRAIN_AUGMENT_ARMS } from "./arms.ts";
 import {
   type AugmentStep,
@@ -28,8 +28,8 @@ import {
   resolveAugmentStepConfig,
   type ResolvedAugmentStepConfig,
 } from "./augment_step.ts";
-import type { ConfigSchema } from "./config.ts";
-import { RECIPE_VERSION } from "./run_config.ts";
+import type { ConfigSchema } from "../engine/config.ts";
+import { RECIPE_VERSION } from "../experiments/run_config.ts";
 
 /** The augmentation presets of a training run: the augmentation arms. */
 export type RunAugmentPreset = AugmentArm;

@@ -24,14 +24,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Rng } from "../random/mod.ts";
+import type { Rng } from "../../random/mod.ts";
 import {
   type CodeQuantizer,
   type CropBox,
   drawRrcBox,
   randomResizedCrop,
   type RrcTry,
-} from "../tokens/mod.ts";
+} from "../../tokens/mod.ts";
 import {
   applyGeometric,
   colorAdapt,
@@ -43,9 +43,9 @@ import {
   type ResolvedGeometricAugConfig,
   resolveGeometricAugConfig,
   type TokenAdapt,
-} from "../adapters/mod.ts";
-import { smoothedOneHot } from "./targets.ts";
-import type { AugmentHook, AugmentInput, AugmentOutput } from "./pretrain.ts";
+} from "../../adapters/mod.ts";
+import { smoothedOneHot } from "../engine/targets.ts";
+import type { AugmentHook, AugmentInput, AugmentOutput } from "../recipes/pretrain.ts";
 
 /** Mixup/CutMix settings of one half (timm `Mixup` arguments). */
 export interface HalfMixConfig {

@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { AffineStep, GeometricParams, MixupParams } from "../adapters/mod.ts";
+import type { AffineStep, GeometricParams, MixupParams } from "../../adapters/mod.ts";
 import type { AugmentStepRecord } from "./augment_step.ts";
 
 /** One crop: the accepted RRC try (null: torchvision's fallback box after ten rejections). */

@@ -13,9 +13,9 @@ import {
   type ResolvedClassifierConfig,
   type ResolvedMtmConfig,
   TokenClassifier,
-} from "../models/mod.ts";
-import { Rng, type RngState } from "../random/mod.ts";
-import { softTargetCrossEntropy } from "./losses.ts";
+} from "../../models/mod.ts";
+import { Rng, type RngState } from "../../random/mod.ts";
+import { classifierObjective, mtmObjective } from "../recipes/objectives.ts";
 
 /** The model a replica is: its class and its resolved config. */
 export type ReplicaSpec =
@@ -173,13 +173,13 @@ export function shardLoss(model: ReplicableModel, s: ShardData): tf.Scalar {
     let loss: tf.Scalar;
     if (model instanceof MtmModel) {
       if (s.plan === null) throw new TypeError("Cannot compute an MTM shard loss without a plan");
-      loss = model.forward(codes, { plan: s.plan, rng, training: true }).loss;
+      loss = mtmObjective(model, codes, s.plan, rng);
     } else {
       if (s.targets === null) {
         throw new TypeError("Cannot compute a classifier shard loss without targets");
       }
       const t = tf.tensor2d(s.targets, [s.batch, model.config.numClasses]);
-      loss = softTargetCrossEntropy(model.forward(codes, { rng, training: true }), t);
+      loss = classifierObjective(model, codes, t, rng);
     }
     return tf.mul(loss, s.weight) as tf.Scalar;
   });

@@ -9,7 +9,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type BackendRequest, initBackend } from "../backend/mod.ts";
+import { type BackendRequest, initBackend } from "../../backend/mod.ts";
 import {
   buildReplica,
   entryInfo,

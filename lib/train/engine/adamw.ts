@@ -15,7 +15,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { HostTensor } from "../io/mod.ts";
+import type { HostTensor } from "../../io/mod.ts";
 
 /** One parameter handed to {@linkcode AdamW}. */
 export interface OptimizerParam {

@@ -17,8 +17,8 @@
  *
  * @module
  */
-import { type HostTensor, readSafetensors, writeSafetensors } from "../io/mod.ts";
-import type { RngState } from "../random/mod.ts";
+import { type HostTensor, readSafetensors, writeSafetensors } from "../../io/mod.ts";
+import type { RngState } from "../../random/mod.ts";
 import { type AdamWStateJson, EXP_AVG_PREFIX, EXP_AVG_SQ_PREFIX } from "./adamw.ts";
 
 /** The format tag of {@linkcode CheckpointState}. */

@@ -15,7 +15,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs";
-import { Rng } from "../random/mod.ts";
+import { Rng } from "../../random/mod.ts";
 import type { AdamW } from "./adamw.ts";
 import { clipByGlobalNorm } from "./clip.ts";
 import { NonFiniteLossError } from "./errors.ts";

@@ -14,7 +14,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { bceOneHotRows, softmaxCrossEntropyRows } from "../models/mod.ts";
+import { bceOneHotRows, softmaxCrossEntropyRows } from "../../models/mod.ts";
 
 function checkLogits(logits: tf.Tensor, what: string): void {
   if (logits.rank !== 2 || logits.dtype !== "float32") {

@@ -22,8 +22,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type MaskPlan, MtmModel, type TokenClassifier } from "../models/mod.ts";
-import { Rng } from "../random/mod.ts";
+import { type MaskPlan, MtmModel, type TokenClassifier } from "../../models/mod.ts";
+import { Rng } from "../../random/mod.ts";
 import {
   entryInfo,
   type FromWorker,

@@ -15,7 +15,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { writeFileAtomic } from "../io/mod.ts";
+import { writeFileAtomic } from "../../io/mod.ts";
 
 /** Versions recorded with every run. */
 export interface RunVersions {

@@ -7,8 +7,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { type HostTensor, writeSafetensorsFile } from "../io/mod.ts";
-import { Rng, type RngState } from "../random/mod.ts";
+import { type HostTensor, writeSafetensorsFile } from "../../io/mod.ts";
+import { Rng, type RngState } from "../../random/mod.ts";
 import { AdamW } from "./adamw.ts";
 import { type LoadedCheckpoint, MODEL_FILE, saveCheckpoint } from "./checkpoint.ts";
 import { NonFiniteLossError, RunStoppedError } from "./errors.ts";

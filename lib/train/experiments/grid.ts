@@ -19,15 +19,15 @@
  * @module
  */
 import { join } from "node:path";
-import { gzip, readIdxImagesAndLabels, writeFileAtomic, writeIdx } from "../io/mod.ts";
-import { classifierFashion, mtmFashion, resolvePixelVitConfig } from "../models/mod.ts";
-import { Rng } from "../random/mod.ts";
+import { gzip, readIdxImagesAndLabels, writeFileAtomic, writeIdx } from "../../io/mod.ts";
+import { classifierFashion, mtmFashion, resolvePixelVitConfig } from "../../models/mod.ts";
+import { Rng } from "../../random/mod.ts";
 import {
   openTokenDataset,
   tokenIndexPath,
   tokenLabelsPath,
   writeTokenDataset,
-} from "../tokens/mod.ts";
+} from "../../tokens/mod.ts";
 import {
   type AugmentArm,
   augmentArmSwitches,
@@ -35,24 +35,29 @@ import {
   type MethodArm,
   type MethodArmSpec,
   pretrainArmOf,
-} from "./arms.ts";
-import { runAugmentStepConfig } from "./augment_run.ts";
+} from "../augment/arms.ts";
+import { runAugmentStepConfig } from "../augment/augment_run.ts";
 import { RECIPE_VERSION, scratchInitModel } from "./run_config.ts";
-import { applyOverrides, type ConfigSchema, mergeConfig, withAddedRunKeys } from "./config.ts";
-import { FINETUNE_DEFAULTS, FINETUNE_SCHEMA, type FinetuneConfig } from "./finetune.ts";
-import { epochPlan } from "./loop.ts";
+import {
+  applyOverrides,
+  type ConfigSchema,
+  mergeConfig,
+  withAddedRunKeys,
+} from "../engine/config.ts";
+import { FINETUNE_DEFAULTS, FINETUNE_SCHEMA, type FinetuneConfig } from "../recipes/finetune.ts";
+import { epochPlan } from "../engine/loop.ts";
 import {
   checkRunConfig,
   PRETRAIN_DEFAULTS,
   PRETRAIN_SCHEMA,
   type PretrainConfig,
-} from "./pretrain.ts";
+} from "../recipes/pretrain.ts";
 import {
   downsampleImages,
   PIXEL_DEFAULTS,
   PIXEL_SCHEMA,
   type PixelBaselineConfig,
-} from "./grid_pixel.ts";
+} from "../recipes/pixel.ts";
 
 /** What one method arm of the grid trains (the vocabulary of ./arms.ts). */
 export type GridArmSpec = MethodArmSpec;

@@ -10,11 +10,11 @@
  * @module
  */
 import { join } from "node:path";
-import { loadCheckpoint } from "./checkpoint.ts";
-import { RunStoppedError } from "./errors.ts";
+import { loadCheckpoint } from "../engine/checkpoint.ts";
+import { RunStoppedError } from "../engine/errors.ts";
 import { type GridRunSpec, type GridRunState, gridRunState } from "./grid.ts";
 import { launchRun } from "./launch.ts";
-import type { RunSummary } from "./runner.ts";
+import type { RunSummary } from "../engine/runner.ts";
 
 /** Files of a run folder that a fresh start removes (the worker's own log stays). */
 const RUN_FILE = /^(config\.json|log\.jsonl|metrics\.json|checkpoint.*|model\.safetensors)$/;

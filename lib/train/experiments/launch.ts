@@ -10,16 +10,16 @@
  *
  * @module
  */
-import { MtmModel, PixelVit, TokenClassifier } from "../models/mod.ts";
-import { Rng } from "../random/mod.ts";
-import { openTokenDataset } from "../tokens/mod.ts";
-import { openRunAugment, type RunAugmentKeys } from "./augment_run.ts";
-import type { AugmentStepRecord } from "./augment_step.ts";
-import type { LoadedCheckpoint } from "./checkpoint.ts";
-import { finetune, type FinetuneConfig } from "./finetune.ts";
-import { type PixelBaselineConfig, trainPixelBaseline } from "./grid_pixel.ts";
-import { pretrain, type PretrainConfig } from "./pretrain.ts";
-import type { RunSummary } from "./runner.ts";
+import { MtmModel, PixelVit, TokenClassifier } from "../../models/mod.ts";
+import { Rng } from "../../random/mod.ts";
+import { openTokenDataset } from "../../tokens/mod.ts";
+import { openRunAugment, type RunAugmentKeys } from "../augment/augment_run.ts";
+import type { AugmentStepRecord } from "../augment/augment_step.ts";
+import type { LoadedCheckpoint } from "../engine/checkpoint.ts";
+import { finetune, type FinetuneConfig } from "../recipes/finetune.ts";
+import { type PixelBaselineConfig, trainPixelBaseline } from "../recipes/pixel.ts";
+import { pretrain, type PretrainConfig } from "../recipes/pretrain.ts";
+import type { RunSummary } from "../engine/runner.ts";
 import { checkRecipeVersion } from "./run_config.ts";
 
 /** What {@linkcode launchRun} needs besides the config. */

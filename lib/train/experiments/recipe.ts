@@ -8,12 +8,16 @@
  * @module
  */
 import { join } from "node:path";
-import { openTokenDataset } from "../tokens/mod.ts";
-import type { MethodArm } from "./arms.ts";
-import { storedRunStep } from "./augment_run.ts";
-import { colourChoice, identityGeometry, type ResolvedAugmentStepConfig } from "./augment_step.ts";
+import { openTokenDataset } from "../../tokens/mod.ts";
+import type { MethodArm } from "../augment/arms.ts";
+import { storedRunStep } from "../augment/augment_run.ts";
+import {
+  colourChoice,
+  identityGeometry,
+  type ResolvedAugmentStepConfig,
+} from "../augment/augment_step.ts";
 import { expandGrid, type GridConfig, type GridRunSpec, type MeasuredBudget } from "./grid.ts";
-import { type LrScaling, scaleLr } from "./schedule.ts";
+import { type LrScaling, scaleLr } from "../engine/schedule.ts";
 
 /** Mixing of one half, as the step runs it. */
 export interface RecipeMix {

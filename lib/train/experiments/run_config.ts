@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { ResolvedClassifierConfig } from "../models/mod.ts";
+import type { ResolvedClassifierConfig } from "../../models/mod.ts";
 
 /** The current training-recipe version written into every run's `config.json`. */
 export const RECIPE_VERSION = 2;

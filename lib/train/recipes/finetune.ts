@@ -12,16 +12,17 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { TokenClassifier } from "../models/mod.ts";
-import type { Rng } from "../random/mod.ts";
-import type { HostTensor } from "../io/mod.ts";
-import { type LoadedCheckpoint, readModelWeights } from "./checkpoint.ts";
-import type { ConfigSchema, ConfigValue } from "./config.ts";
-import type { MicroBatch, PreparedBatch, TokenSource } from "./loop.ts";
-import { crossEntropy, softTargetCrossEntropy } from "./losses.ts";
-import { topKCorrect } from "./metrics.ts";
-import { DataParallel, microBatchRng, takeHostCodes } from "./parallel.ts";
-import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "./param_groups.ts";
+import type { TokenClassifier } from "../../models/mod.ts";
+import type { Rng } from "../../random/mod.ts";
+import type { HostTensor } from "../../io/mod.ts";
+import { type LoadedCheckpoint, readModelWeights } from "../engine/checkpoint.ts";
+import type { ConfigSchema, ConfigValue } from "../engine/config.ts";
+import type { MicroBatch, PreparedBatch, TokenSource } from "../engine/loop.ts";
+import { crossEntropy } from "../engine/losses.ts";
+import { classifierObjective } from "./objectives.ts";
+import { topKCorrect } from "../engine/metrics.ts";
+import { DataParallel, microBatchRng, takeHostCodes } from "../engine/parallel.ts";
+import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "../engine/param_groups.ts";
 import {
   type AugmentHook,
   checkRunConfig,
@@ -38,9 +39,9 @@ import {
   runRngs,
   type RunSummary,
   runTraining,
-} from "./runner.ts";
-import { cosineLr, type LrScaling, scaleLr } from "./schedule.ts";
-import { smoothedOneHot } from "./targets.ts";
+} from "../engine/runner.ts";
+import { cosineLr, type LrScaling, scaleLr } from "../engine/schedule.ts";
+import { smoothedOneHot } from "../engine/targets.ts";
 
 /** A resolved fine-tuning config: plain JSON, saved with the run. */
 export interface FinetuneConfig extends RunOptimConfig {
@@ -328,8 +329,7 @@ export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
       const { codes, targets } = inputCodes(b, m, c.crop, rngs.augment, o.augment);
       const t = targets ?? tf.tensor2d(smoothedOneHot(b.labels!, C, c.smoothing), [b.shape[0], C]);
       return {
-        loss: () =>
-          softTargetCrossEntropy(o.model.forward(codes, { rng: rngs.model, training: true }), t),
+        loss: () => classifierObjective(o.model, codes, t, rngs.model),
         dispose: () => {
           codes.dispose();
           t.dispose();

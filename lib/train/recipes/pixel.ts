@@ -10,20 +10,21 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { readIdxImagesAndLabels } from "../io/mod.ts";
-import { createMixup } from "../adapters/mod.ts";
-import type { PixelVit, ResolvedPixelVitConfig } from "../models/mod.ts";
-import { randomResizedCrop } from "../tokens/mod.ts";
-import type { LoadedCheckpoint } from "./checkpoint.ts";
-import type { ConfigSchema } from "./config.ts";
-import type { MicroBatch, PreparedBatch, TokenSource } from "./loop.ts";
-import { crossEntropy, softTargetCrossEntropy } from "./losses.ts";
-import { topKCorrect } from "./metrics.ts";
-import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "./param_groups.ts";
+import { readIdxImagesAndLabels } from "../../io/mod.ts";
+import { createMixup } from "../../adapters/mod.ts";
+import type { PixelVit, ResolvedPixelVitConfig } from "../../models/mod.ts";
+import { randomResizedCrop } from "../../tokens/mod.ts";
+import type { LoadedCheckpoint } from "../engine/checkpoint.ts";
+import type { ConfigSchema } from "../engine/config.ts";
+import type { MicroBatch, PreparedBatch, TokenSource } from "../engine/loop.ts";
+import { crossEntropy } from "../engine/losses.ts";
+import { classifierObjective } from "./objectives.ts";
+import { topKCorrect } from "../engine/metrics.ts";
+import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "../engine/param_groups.ts";
 import { checkRunConfig } from "./pretrain.ts";
-import { type RunOptimConfig, runRngs, type RunSummary, runTraining } from "./runner.ts";
-import { cosineLr, type LrScaling, scaleLr } from "./schedule.ts";
-import { smoothedOneHot } from "./targets.ts";
+import { type RunOptimConfig, runRngs, type RunSummary, runTraining } from "../engine/runner.ts";
+import { cosineLr, type LrScaling, scaleLr } from "../engine/schedule.ts";
+import { smoothedOneHot } from "../engine/targets.ts";
 
 /** Where the pixel baseline's images come from. */
 export interface PixelDataConfig {
@@ -393,8 +394,7 @@ export async function trainPixelBaseline(o: PixelBaselineOptions): Promise<RunSu
         return [cropped, tf.tensor2d(smoothedOneHot(b.labels!, C, c.smoothing), [B, C])];
       }) as [tf.Tensor4D, tf.Tensor2D];
       return {
-        loss: () =>
-          softTargetCrossEntropy(o.model.forward(x, { rng: rngs.model, training: true }), t),
+        loss: () => classifierObjective(o.model, x, t, rngs.model),
         dispose: () => tf.dispose([x, t]),
       };
     },

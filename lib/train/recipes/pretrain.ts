@@ -11,22 +11,23 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { MtmModel } from "../models/mod.ts";
-import type { Rng } from "../random/mod.ts";
-import { centerCropOrigin } from "../tokens/mod.ts";
-import type { LoadedCheckpoint } from "./checkpoint.ts";
-import type { ConfigSchema, ConfigValue } from "./config.ts";
-import type { MicroBatch, PreparedBatch, TokenSource } from "./loop.ts";
-import { DataParallel, microBatchRng, takeHostCodes } from "./parallel.ts";
-import { addWeightDecay } from "./param_groups.ts";
+import type { MaskPlan, MtmModel } from "../../models/mod.ts";
+import type { Rng } from "../../random/mod.ts";
+import { centerCropOrigin } from "../../tokens/mod.ts";
+import type { LoadedCheckpoint } from "../engine/checkpoint.ts";
+import type { ConfigSchema, ConfigValue } from "../engine/config.ts";
+import type { MicroBatch, PreparedBatch, TokenSource } from "../engine/loop.ts";
+import { DataParallel, microBatchRng, takeHostCodes } from "../engine/parallel.ts";
+import { addWeightDecay } from "../engine/param_groups.ts";
 import {
   type RunOptimConfig,
   type RunParams,
   runRngs,
   type RunSummary,
   runTraining,
-} from "./runner.ts";
-import { cosineLr, type LrScaling, scaleLr } from "./schedule.ts";
+} from "../engine/runner.ts";
+import { cosineLr, type LrScaling, scaleLr } from "../engine/schedule.ts";
+import { drawMtmMask, mtmObjective } from "./objectives.ts";
 
 /** Where the training (and test) records come from. */
 export interface DataConfig {
@@ -168,13 +169,19 @@ export interface MtmLike {
   /** The resolved config: `gridSide` is the input side m. */
   readonly config: { readonly gridSide: number };
   /**
+   * Draw a masking (what `drawMtmMask` calls).
+   * @param batch samples
+   * @param rng the generator
+   */
+  randomMasking(batch: number, rng: Rng): MaskPlan;
+  /**
    * @param codes `[B, m, m]` int32
-   * @param options generator for masking and dropout; training mode
+   * @param options the masking, generator for dropout; training mode
    * @returns loss, logits and mask (caller owns them)
    */
   forward(
     codes: tf.Tensor3D,
-    options: { rng?: Rng; training?: boolean },
+    options: { plan?: MaskPlan; rng?: Rng; training?: boolean },
   ): { loss: tf.Scalar; logits: tf.Tensor; mask: tf.Tensor };
 }
 
@@ -355,7 +362,13 @@ export async function pretrain(o: PretrainOptions): Promise<RunSummary> {
       const { codes, targets } = inputCodes(b, m, c.crop, rngs.augment, o.augment);
       targets?.dispose();
       return {
-        loss: () => o.model.forward(codes, { rng: rngs.model, training: true }).loss,
+        loss: () =>
+          mtmObjective(
+            o.model,
+            codes,
+            drawMtmMask(o.model, codes.shape[0], rngs.model),
+            rngs.model,
+          ),
         dispose: () => codes.dispose(),
       };
     },
@@ -364,7 +377,7 @@ export async function pretrain(o: PretrainOptions): Promise<RunSummary> {
       targets?.dispose();
       const host = await takeHostCodes(codes);
       const B = b.shape[0];
-      const plan = model.randomMasking(B, rngs.model);
+      const plan = drawMtmMask(model, B, rngs.model);
       const rng = microBatchRng(c.seed, b);
       return await pool.gradients({ codes: host, batch: B, plan }, { scale, rng, step: b.step });
     },
