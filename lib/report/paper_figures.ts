@@ -62,7 +62,7 @@ export interface GridRunRecord extends GridRunInfo {
   evals: [number, number][];
 }
 
-/** Arms in display order: the method arms (lib/train/arms.ts), then the MTM pre-training runs. */
+/** Arms in display order: the method arms (lib/train/augment/arms.ts), then the MTM pre-training runs. */
 const ARM_ORDER: readonly string[] = [...METHOD_ARM_IDS, "mtm"];
 
 const ARM_COLORS: Record<string, string> = {

@@ -36,7 +36,7 @@ export type RunAugmentPreset = AugmentArm;
 
 /** The config keys a training task accepts for its augmentation step (and the recipe version). */
 export interface RunAugmentKeys {
-  /** The training-recipe version (`RECIPE_VERSION`; ./run_config.ts). */
+  /** The training-recipe version (`RECIPE_VERSION`; ../experiments/run_config.ts). */
   recipe: number;
   /** The preset, or null for no augmentation step (plain crop, hard labels). */
   augment: RunAugmentPreset | null;

@@ -59,7 +59,7 @@ import {
   type PixelBaselineConfig,
 } from "../recipes/pixel.ts";
 
-/** What one method arm of the grid trains (the vocabulary of ./arms.ts). */
+/** What one method arm of the grid trains (the vocabulary of ../augment/arms.ts). */
 export type GridArmSpec = MethodArmSpec;
 
 /** The grid's method arms: {@linkcode METHOD_ARMS}. */

@@ -4,9 +4,11 @@
  * trains the same step wherever it was written.
  *
  * Where things happen, one hop from here: the augmentation step (colour choice, the two
- * halves, where TokenAdapt enters) is built by `openRunAugment` (./augment_run.ts ->
- * ./augment_step.ts); the MTM loss and the mask draw are in `pretrain` (./pretrain.ts); the
- * classification loss in `finetune` (./finetune.ts); the pixel baseline in ./grid_pixel.ts.
+ * halves, where TokenAdapt enters) is built by `openRunAugment` (../augment/augment_run.ts ->
+ * ../augment/augment_step.ts); the MTM loss and the mask draw are in
+ * ../recipes/objectives.ts (`drawMtmMask`, `mtmObjective`, called by `pretrain`); the
+ * classification loss likewise (`classifierObjective`, called by `finetune` and the pixel
+ * baseline of ../recipes/pixel.ts).
  *
  * @module
  */
@@ -36,7 +38,7 @@ export interface LaunchOptions {
   stop?: () => boolean;
   /** Extra keys of the run log's start record. */
   startInfo?: Record<string, unknown>;
-  /** Called with every augmentation-step record (a `DrawTracer`'s `record`; ./draw_trace.ts). */
+  /** Called with every augmentation-step record (a `DrawTracer`'s `record`; ../augment/draw_trace.ts). */
   trace?: (record: AugmentStepRecord) => void;
 }
 

@@ -4,13 +4,13 @@
  * pixel baseline's) plus
  *
  * - `recipe`: the training-recipe version ({@linkcode RECIPE_VERSION});
- * - `augment`: the augmentation arm (./arms.ts) or `null` for no augmentation step;
+ * - `augment`: the augmentation arm (../augment/arms.ts) or `null` for no augmentation step;
  * - `augmentSettings`: step settings over the arm's preset (`AugmentStepConfig` keys);
  * - `codebook`, `tokenAdaptWeights`: the files the step loads;
  * - for grid runs, `grid` (`GridRunInfo`).
  *
  * The augmentation step a config stands for is resolved by ONE function,
- * `runAugmentStepConfig` (./augment_run.ts); `describeRecipe` (./recipe.ts) prints it.
+ * `runAugmentStepConfig` (../augment/augment_run.ts); `describeRecipe` (./recipe.ts) prints it.
  *
  * Recipe versions: 1 = run folders written before issue #10 (TokenAdapt half first and
  * cropped with the fine-tuning preset's range, Emb-Noise on every batch with ColorAdapt off,

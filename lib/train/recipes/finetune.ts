@@ -259,7 +259,7 @@ export interface FinetuneOptions {
  *
  * Generators (from `config.seed`): `model` (dropout, drop path) and `augment`. With
  * `config.workers` W > 1 each micro-batch is split across the main thread and W - 1
- * workers (./parallel.ts): crops, augmentation and targets are made in the main thread,
+ * workers (../engine/parallel.ts): crops, augmentation and targets are made in the main thread,
  * dropout and drop path per shard from `microBatchRng(seed, batch)`; evaluation runs in
  * the main thread.
  *

@@ -317,7 +317,7 @@ export interface PretrainOptions {
  * Generators (from `config.seed`, states in every checkpoint): `model` (masking and
  * dropout) and `augment` (crop offsets or the augmentation hook). The data order comes
  * from the seed and the epoch. With `config.workers` W > 1 each micro-batch is split
- * across the main thread and W - 1 workers (./parallel.ts): the crop / augmentation and
+ * across the main thread and W - 1 workers (../engine/parallel.ts): the crop / augmentation and
  * the masking plan are still drawn in the main thread from these generators, dropout
  * per shard from `microBatchRng(seed, batch)`.
  *
