@@ -7,8 +7,7 @@
  */
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
 import { reportUserError } from "./_errors.ts";
-import { MtmModel, resolveClassifierConfig, resolveMtmConfig, TokenClassifier } from "@lib/models";
-import { Rng } from "@lib/random";
+import { resolveClassifierConfig, resolveMtmConfig } from "@lib/models";
 import { openTokenDataset, type TokenDataset } from "@lib/tokens";
 import {
   applyOverrides,
