@@ -9,6 +9,10 @@
  * blr 1e-3; 5 of 100 epochs warmup, min lr 1e-6; AdamW default betas; label smoothing
  * 0.1 through soft targets (Mixup/CutMix targets when the augmentation step makes them).
  *
+ * Where things are: the loss is `classifierObjective` in ./objectives.ts (the data-parallel
+ * shards call the same); TokenAdapt, ColorAdapt and the colour choice enter a step through
+ * the `augment` hook, the section-6 step of ../augment/augment_step.ts.
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";

@@ -8,6 +8,11 @@
  * half-cosine per iteration. The reference parses `--grad_clip` but never applies it: the
  * official config has `gradClip: null`, and a number turns clipping on here.
  *
+ * Where things are: the loss is `mtmObjective` and the mask is drawn by `drawMtmMask`, both in
+ * ./objectives.ts (the data-parallel shards call the same two); TokenAdapt enters a step
+ * through the `augment` hook, the section-6 step of ../augment/augment_step.ts (its
+ * TokenAdapt half: `createAugmentStep`, step 3b).
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
