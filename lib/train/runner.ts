@@ -138,9 +138,9 @@ export interface RunSummary {
   lastLoss: number;
   /** Mean loss over the last up-to-50 steps of this process. */
   recentLoss: number;
-  /** Wall time of the steps of this process, seconds. */
+  /** Wall time of the steps, seconds: every segment of a resumed run (as its checkpoints record). */
   trainSeconds: number;
-  /** Training samples per second in this process. */
+  /** Training samples per second over those steps. */
   samplesPerSecond: number;
   /** The last evaluation, if any. */
   eval: Record<string, number> | null;
@@ -187,6 +187,8 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
   let log: RunLog;
   let start: LoopPosition = { step: 0, epoch: 0, iter: 0 };
   let lastEval: Record<string, number> | null = null;
+  // time and samples of the segments before a resume (their checkpoints carry them)
+  let priorSeconds = 0, priorSamples = 0;
   const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * plan.stepsPerEpoch);
   try {
     if (s.resume) {
@@ -207,6 +209,8 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
       }
       start = { step: ck.state.step, epoch: ck.state.epoch, iter: ck.state.iter };
       lastEval = (ck.state.extra?.lastEval as Record<string, number> | undefined) ?? null;
+      priorSeconds = Number(ck.state.extra?.trainSeconds ?? 0) || 0;
+      priorSamples = Number(ck.state.extra?.samples ?? 0) || 0;
       log = await RunLog.resume(s.runDir, { from: start, config: c });
       print(`${s.kind}: resuming ${s.runDir} at step ${start.step} (epoch ${start.epoch})`);
     } else {
@@ -246,7 +250,12 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
         rng: rngStates(s.rngs),
         optimizer: optimizer.stateJson(),
         lr: lastLr,
-        extra: { kind: s.kind, lastEval },
+        extra: {
+          kind: s.kind,
+          lastEval,
+          trainSeconds: priorSeconds + trainSeconds,
+          samples: priorSamples + samples,
+        },
       },
       { keep: c.keepCheckpoints },
     );
@@ -378,8 +387,10 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
     position: pos,
     lastLoss: result.lastLoss,
     recentLoss: recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN,
-    trainSeconds,
-    samplesPerSecond: trainSeconds > 0 ? samples / trainSeconds : 0,
+    trainSeconds: priorSeconds + trainSeconds,
+    samplesPerSecond: priorSeconds + trainSeconds > 0
+      ? (priorSamples + samples) / (priorSeconds + trainSeconds)
+      : 0,
     eval: lastEval,
     backend: tf.getBackend(),
   };
