@@ -154,9 +154,10 @@ export async function resolveRun(
   // the augmentation settings are checked now, not after the data is open
   checkRunAugment(kind, config);
   // an exact resume: overrides of what shapes the numbers are refused unless forced
-  const changes = resume === null
-    ? null
-    : checkResumeConfig(resume.dir, stored, config, { force: args.force });
+  const changes = resume === null ? null : checkResumeConfig(resume.dir, stored, config, {
+    step: resume.state.step,
+    force: args.force,
+  });
   return { config, resume, source, changes };
 }
 
@@ -406,8 +407,8 @@ export const COMMON_FLAGS = `Options:
   --out <dir>        where run folders are created (default ${DEFAULT_OUT}/)
   --resume <dir>     continue that run from its checkpoint, exactly: overrides of keys that
                      change its data order or schedule are refused (logEvery,
-                     checkpointEvery, keepCheckpoints, eval keys are allowed); a finished
-                     run is left as it is
+                     checkpointEvery, keepCheckpoints, the eval keys and a larger
+                     maxSteps are allowed); a finished run is left as it is
   --force            with --resume: accept such overrides (not an exact resume any more)
   --workers N        data-parallel training on N CPU cores (the main thread + N-1 workers,
                      cpu / wasm backends; the config key "workers", default 1)

@@ -12,8 +12,10 @@
  * | --- | --- | --- |
  * | `logEvery`, `checkpointEvery`, `keepCheckpoints` | allowed | what is written, not what is trained |
  * | `evalEvery`, `evalBatchSize`, `data.test`, `data.limitTest` | allowed | evaluation only (uses no training generator) |
+ * | `maxSteps` | allowed when `null` or at least the checkpoint's step | moves where the run stops; the schedule is the epochs' |
  * | `seed`, `batchSize`, `accumIter`, `data.train`, `data.limitTrain` | refused | data order and the epoch's step count |
- * | `epochs`, `maxSteps`, `warmupEpochs`, `blr`, `lr`, `lrScaling`, `minLr` | refused | lr schedule and budget |
+ * | `maxSteps` below the checkpoint's step | refused | the run is already past it |
+ * | `epochs`, `warmupEpochs`, `blr`, `lr`, `lrScaling`, `minLr` | refused | lr schedule and budget |
  * | `betas`, `eps`, `weightDecay`, `layerDecay`, `gradClip`, `smoothing` | refused | the update of every step |
  * | `workers` | refused | other dropout / mask streams per shard, other summation order |
  * | `model.*`, `init`, `crop`, `augment*`, `codebook`, `tokenAdaptWeights`, any other | refused | the model and its inputs |
@@ -48,12 +50,13 @@ export class ResumeConflictError extends Error {
    * @param stored the run's value
    * @param requested the value asked for
    */
-  constructor(runDir: string, key: string, stored: unknown, requested: unknown) {
+  constructor(runDir: string, key: string, stored: unknown, requested: unknown, why?: string) {
     super(
       `Cannot resume "${runDir}" with ${key}=${show(requested)}: the run has ${key}=${
         show(stored)
-      }, and changing it changes the data order or schedule (not an exact resume); ` +
-        `pass --force to resume with it anyway`,
+      }, and ${
+        why ?? "changing it changes the data order or schedule (not an exact resume)"
+      }; pass --force to resume with it anyway`,
     );
     this.name = "ResumeConflictError";
     this.key = key;
@@ -102,7 +105,8 @@ export interface ResumeChanges {
  * @param runDir the run folder (for messages)
  * @param stored the checkpoint's config (with later-added keys filled in)
  * @param requested the config the resumed run would use
- * @param options `force` accepts refused changes (they are returned in `forced`)
+ * @param options `step`: the checkpoint's step (a `maxSteps` below it is refused);
+ *   `force` accepts refused changes (they are returned in `forced`)
  * @returns the changes found
  * @throws {ResumeConflictError} at the first change of a key not in
  *   {@linkcode RESUME_HARMLESS_KEYS}, unless forced
@@ -118,17 +122,25 @@ export function checkResumeConfig(
   runDir: string,
   stored: unknown,
   requested: unknown,
-  options: { force?: boolean } = {},
+  options: { step?: number; force?: boolean } = {},
 ): ResumeChanges {
   const out: ResumeChanges = { harmless: [], forced: [] };
   for (const change of configChanges(stored, requested)) {
     const [key, a, b] = change;
-    if (key in RESUME_HARMLESS_KEYS) {
+    const step = options.step ?? 0;
+    const budget = key === "maxSteps";
+    if (key in RESUME_HARMLESS_KEYS || (budget && (b === null || (b as number) >= step))) {
       out.harmless.push(change);
     } else if (options.force) {
       out.forced.push(change);
     } else {
-      throw new ResumeConflictError(runDir, key, a, b);
+      throw new ResumeConflictError(
+        runDir,
+        key,
+        a,
+        b,
+        budget ? `its checkpoint is at step ${step} already` : undefined,
+      );
     }
   }
   return out;
