@@ -146,6 +146,9 @@ export function checkResumeConfig(
   return out;
 }
 
+/** The keys of a run's config that say how many steps it takes. */
+export type ScheduleKeys = Pick<RunOptimConfig, "batchSize" | "accumIter" | "epochs" | "maxSteps">;
+
 /**
  * The optimizer steps a run's schedule ends at: every epoch's whole steps, capped by
  * `maxSteps`.
@@ -154,7 +157,7 @@ export function checkResumeConfig(
  * @returns the total
  * @throws {RangeError} when not one step fits in an epoch
  */
-export function scheduledSteps(config: RunOptimConfig, records: number): number {
+export function scheduledSteps(config: ScheduleKeys, records: number): number {
   const plan = epochPlan(records, config.batchSize, config.accumIter);
   return Math.min(config.maxSteps ?? Infinity, config.epochs * plan.stepsPerEpoch);
 }
@@ -168,7 +171,7 @@ export function scheduledSteps(config: RunOptimConfig, records: number): number 
  */
 export function runIsFinished(
   state: Pick<CheckpointState, "step" | "epoch">,
-  config: RunOptimConfig,
+  config: ScheduleKeys,
   records: number,
 ): boolean {
   return state.step >= scheduledSteps(config, records) || state.epoch >= config.epochs;
