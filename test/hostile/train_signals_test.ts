@@ -7,6 +7,8 @@
  * backend, each process under a watchdog.
  */
 import assert from "node:assert/strict";
+import { writeIdx } from "@lib/io";
+import { Rng } from "@lib/random";
 import { readRunLog } from "@lib/train";
 import {
   loggedSteps,
@@ -173,6 +175,74 @@ Deno.test("demo: SIGINT during pre-training checkpoints it, exits 130 and starts
     assert.equal(folders.length, 1, folders.join(", "));
     assert.match(folders[0], /-pretrain$/);
     await Deno.stat(`${out}/${folders[0]}/checkpoint.json`);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("tokenizer:train: SIGINT mid-run checkpoints, exits 130, and --resume matches the uninterrupted run", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    // 32 synthetic 28x28 images (smooth blobs, so that training has something to learn)
+    const rng = new Rng(3);
+    const data = new Uint8Array(32 * 784);
+    for (let i = 0; i < 32; i++) {
+      const cx = rng.int(6, 22), cy = rng.int(6, 22), r = rng.int(3, 8);
+      for (let y = 0; y < 28; y++) {
+        for (let x = 0; x < 28; x++) {
+          data[i * 784 + y * 28 + x] = (x - cx) ** 2 + (y - cy) ** 2 < r * r ? 220 : 10;
+        }
+      }
+    }
+    const images = `${tmp}/images-idx3-ubyte`;
+    await Deno.writeFile(images, writeIdx({ dtype: "uint8", shape: [32, 28, 28], data }));
+    const args = (out: string) => [
+      "tasks/tokenizer_train.ts",
+      "--backend=wasm",
+      "--tokenizer.widths=[4,8,8]",
+      "--tokenizer.codebookSize=16",
+      "--tokenizer.codeDim=8",
+      `--images=${images}`,
+      "--testImages=",
+      "--train.steps=12",
+      "--train.batchSize=8",
+      `--out=${out}`,
+    ];
+    const full = await runTask(args(`${tmp}/full`));
+    assert.equal(full.code, 0, full.stderr);
+    const cut = `${tmp}/cut`;
+    const checkpointed = async () => {
+      try {
+        return JSON.parse(await Deno.readTextFile(`${cut}/checkpoint.json`)).step as number;
+      } catch {
+        return 0;
+      }
+    };
+    // the run writes no log while it trains: signal it after its first step's progress line
+    let started = false;
+    const stopped = await runTask([...args(cut), "--train.checkpointEvery=2"], {
+      signalWhen: async () => {
+        started ||= (await checkpointed()) >= 2;
+        return started ? "SIGINT" : null;
+      },
+    });
+    assert.equal(stopped.code, 130, stopped.stderr);
+    assert.match(stopped.stderr, /tokenizer: SIGINT: saving a checkpoint after this step/);
+    const at = await checkpointed();
+    assert.ok(at >= 2 && at < 12, `stopped at ${at}`);
+    const resumed = await runTask([
+      ...args(cut),
+      "--train.checkpointEvery=2",
+      `--resume=${cut}`,
+    ]);
+    assert.equal(resumed.code, 0, resumed.stderr);
+    assert.match(resumed.stderr, new RegExp(`resumed from .* at step ${at}`));
+    const metrics = async (dir: string) =>
+      JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+    const [a, b] = [await metrics(`${tmp}/full`), await metrics(cut)];
+    assert.deepEqual(b.lastSteps, a.lastSteps);
+    assert.equal(b.codebookAfter, a.codebookAfter);
+    assert.ok(b.trainSeconds >= 0);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
