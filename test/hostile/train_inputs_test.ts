@@ -167,3 +167,21 @@ Deno.test("a plan that does not fit the data is refused before a run folder is m
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("tokenadapt:train makes no output folder when its images cannot be read", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const r = await runTask([
+      "tasks/tokenadapt_train.ts",
+      "--backend=cpu",
+      "--tokenizer=data/fmnist8",
+      `--images=${tmp}/missing-idx3-ubyte`,
+      `--out=${tmp}/ta`,
+    ]);
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /missing-idx3-ubyte/);
+    assert.ok(!(await exists(`${tmp}/ta`)));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
