@@ -6,7 +6,7 @@
  * A key in {@linkcode RESUME_HARMLESS_KEYS} may change (it only changes logging,
  * checkpointing or evaluation); a change of any other key (data order, schedule, optimizer,
  * model, augmentation, budget) is refused with {@linkcode ResumeConflictError} unless
- * forced (`--force`). The table, also in docs/CONTRIBUTING.md terms:
+ * forced (`--force`). The table (README.md, Training, has it too):
  *
  * | key | on resume | why |
  * | --- | --- | --- |
