@@ -128,7 +128,8 @@ export async function resolveRun(
     source = `${args.resume} (step ${resume.state.step})`;
     // older runs lack later keys: `workers` (they ran on 1) and the augmentation keys (none)
     config = { ...RUN_AUGMENT_DEFAULTS, ...withAddedRunKeys(config) };
-    stored = config;
+    // compared after the same completion as the overridden config (model keys added later)
+    stored = { ...config, model: resolveModel(kind, config.model) };
   } else {
     const modelDefaults = kind === "pretrain" ? resolveMtmConfig({}) : resolveClassifierConfig({});
     const base = {
@@ -146,10 +147,7 @@ export async function resolveRun(
     config = mergeConfig(config, { init: args.init === "null" ? null : args.init }, schema);
   }
   config = applyOverrides(config, args.overrides, schema);
-  const model = kind === "pretrain"
-    ? resolveMtmConfig(config.model as never)
-    : resolveClassifierConfig(config.model as never);
-  config = { ...config, model: model as unknown as PretrainConfig["model"] };
+  config = { ...config, model: resolveModel(kind, config.model) };
   checkRunConfig(config);
   // the augmentation settings are checked now, not after the data is open
   checkRunAugment(kind, config);
@@ -159,6 +157,13 @@ export async function resolveRun(
     force: args.force,
   });
   return { config, resume, source, changes };
+}
+
+function resolveModel(kind: Kind, model: unknown): PretrainConfig["model"] {
+  const m = kind === "pretrain"
+    ? resolveMtmConfig(model as never)
+    : resolveClassifierConfig(model as never);
+  return m as unknown as PretrainConfig["model"];
 }
 
 /**
