@@ -359,6 +359,8 @@ export async function trainTokenizer(
         history.push(info);
         options.onStep?.(info);
         if (train.checkpointEvery > 0 && step % train.checkpointEvery === 0) await save(lr);
+        // a signal's listener runs only when the event loop turns: let it, once a step
+        if (options.stop !== undefined) await new Promise((r) => setTimeout(r, 0));
         if (step < stopAt && options.stop?.()) {
           if (step > lastSaved) await save(lr);
           throw new RunStoppedError(step, options.runDir ?? "<no run folder>");

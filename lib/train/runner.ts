@@ -329,6 +329,8 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
         if (c.checkpointEvery > 0 && info.step % c.checkpointEvery === 0 && !endOfEpoch) {
           await save(next);
         }
+        // a signal's listener runs only when the event loop turns: let it, once a step
+        if (s.stop !== undefined) await new Promise((r) => setTimeout(r, 0));
         if (!endOfEpoch && next.step < totalSteps && s.stop?.()) await stopHere(next);
       },
       onEpochEnd: async (epoch: number, next: LoopPosition) => {
