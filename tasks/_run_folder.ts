@@ -9,7 +9,11 @@
  */
 import { CHECKPOINT_JSON, createRunDir } from "@lib/train";
 
-async function exists(path: string): Promise<boolean> {
+/**
+ * @param path a file or folder
+ * @returns whether it exists
+ */
+export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;
@@ -39,11 +43,24 @@ export async function inNewRunFolder<T>(
   try {
     return await body(runDir);
   } catch (e) {
-    if (!(await exists(`${runDir}/${CHECKPOINT_JSON}`))) {
-      await Deno.remove(runDir, { recursive: true }).catch(() => {});
+    if (await removeFailedStart(runDir, false)) {
       // only an empty runs folder this call made (a non-recursive remove fails otherwise)
       if (!outExisted) await Deno.remove(outDir).catch(() => {});
     }
     throw e;
   }
+}
+
+/**
+ * After a run failed: remove its folder when this process made it (`existed` false) and
+ * no checkpoint was saved there.
+ *
+ * @param runDir the run folder
+ * @param existed whether it existed before the run (then it is never removed)
+ * @returns whether it was removed
+ */
+export async function removeFailedStart(runDir: string, existed: boolean): Promise<boolean> {
+  if (existed || await exists(`${runDir}/${CHECKPOINT_JSON}`)) return false;
+  await Deno.remove(runDir, { recursive: true }).catch(() => {});
+  return true;
 }

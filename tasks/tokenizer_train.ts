@@ -17,6 +17,7 @@
  * @module
  */
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { exists, removeFailedStart } from "./_run_folder.ts";
 import { writeFileAtomic } from "@lib/io";
 import {
   applyOverrides,
@@ -138,6 +139,7 @@ async function main(args: string[]): Promise<void> {
     }]; run folder ${runDir}`,
   );
   if (resume && await finishedTokenizerRun(runDir, cfg.train.steps)) return;
+  const runDirExisted = await exists(runDir);
   const progress = new Progress({ label: "tokenizer", total: cfg.train.steps });
   const signals = listenForStop({ label: "tokenizer", print: (l) => progress.log(l) });
   const result = await trainTokenizer(images, {
@@ -158,8 +160,10 @@ async function main(args: string[]): Promise<void> {
       });
       if (s.restarted > 0) progress.log(`step ${s.step}: restarted ${s.restarted} dead codes`);
     },
-  }).catch((e) => {
+  }).catch(async (e) => {
     progress.finish();
+    // a run that failed before its first checkpoint leaves no folder it made
+    await removeFailedStart(runDir, runDirExisted);
     if (e instanceof RunStoppedError) {
       console.error(`stopped: ${e.message} (--resume ${e.runDir})`);
       Deno.exit(signals.exitCode || 130);

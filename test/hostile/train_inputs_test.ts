@@ -6,6 +6,7 @@
  * a folder that existed before kept). Tiny models on the cpu backend, under a watchdog.
  */
 import assert from "node:assert/strict";
+import { writeIdx } from "@lib/io";
 import {
   runFolder,
   runTask,
@@ -181,6 +182,37 @@ Deno.test("tokenadapt:train makes no output folder when its images cannot be rea
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /missing-idx3-ubyte/);
     assert.ok(!(await exists(`${tmp}/ta`)));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
+Deno.test("tokenizer:train removes the run folder it made when training fails before a checkpoint", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const images = `${tmp}/images-idx3-ubyte`;
+    const data = Uint8Array.from({ length: 16 * 784 }, (_, i) => (i * 7) % 251);
+    await Deno.writeFile(images, writeIdx({ dtype: "uint8", shape: [16, 28, 28], data }));
+    const args = (out: string) => [
+      "tasks/tokenizer_train.ts",
+      "--backend=cpu",
+      "--tokenizer.widths=[4,8,8]",
+      "--tokenizer.codebookSize=16",
+      "--tokenizer.codeDim=8",
+      `--images=${images}`,
+      "--testImages=",
+      "--train.steps=4",
+      "--train.batchSize=32",
+      `--out=${out}`,
+    ];
+    const r = await runTask(args(`${tmp}/tok`));
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /Cannot train on 16 images with batches of 32/);
+    assert.ok(!(await exists(`${tmp}/tok`)), "the folder it made is removed");
+    await Deno.mkdir(`${tmp}/mine`);
+    const kept = await runTask(args(`${tmp}/mine`));
+    assert.notEqual(kept.code, 0);
+    assert.ok(await exists(`${tmp}/mine`), "a folder that existed is kept");
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
