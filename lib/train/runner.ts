@@ -188,7 +188,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
   let start: LoopPosition = { step: 0, epoch: 0, iter: 0 };
   let lastEval: Record<string, number> | null = null;
   // time and samples of the segments before a resume (their checkpoints carry them)
-  let priorSeconds = 0, priorSamples = 0;
+  let priorSeconds = 0, priorSamples = 0, priorLoss = NaN;
   const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * plan.stepsPerEpoch);
   try {
     if (s.resume) {
@@ -211,6 +211,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
       lastEval = (ck.state.extra?.lastEval as Record<string, number> | undefined) ?? null;
       priorSeconds = Number(ck.state.extra?.trainSeconds ?? 0) || 0;
       priorSamples = Number(ck.state.extra?.samples ?? 0) || 0;
+      priorLoss = typeof ck.state.extra?.lastLoss === "number" ? ck.state.extra.lastLoss : NaN;
       log = await RunLog.resume(s.runDir, { from: start, config: c });
       print(`${s.kind}: resuming ${s.runDir} at step ${start.step} (epoch ${start.epoch})`);
     } else {
@@ -255,6 +256,7 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
           lastEval,
           trainSeconds: priorSeconds + trainSeconds,
           samples: priorSamples + samples,
+          lastLoss: recent.length ? recent[recent.length - 1] : priorLoss,
         },
       },
       { keep: c.keepCheckpoints },
@@ -387,8 +389,9 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
     stopped: result.stopped,
     steps: pos.step,
     position: pos,
-    lastLoss: result.lastLoss,
-    recentLoss: recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN,
+    // a resume with no step left keeps the last segment's loss (its checkpoint has it)
+    lastLoss: result.steps > 0 ? result.lastLoss : priorLoss,
+    recentLoss: recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : priorLoss,
     trainSeconds: priorSeconds + trainSeconds,
     samplesPerSecond: priorSeconds + trainSeconds > 0
       ? (priorSamples + samples) / (priorSeconds + trainSeconds)

@@ -149,6 +149,15 @@ Deno.test("--resume of a finished run says so and changes no file", async () => 
     }
     assert.deepEqual([...after.keys()].sort(), [...before.keys()].sort());
     for (const [k, v] of before) assert.deepEqual(after.get(k), v, `${k} changed`);
+    // a crash between the last checkpoint and metrics.json: the resume writes the summary
+    // with the run's own last loss and time, not NaN / null
+    await Deno.remove(`${dir}/metrics.json`);
+    const finish = await runTask(["tasks/pretrain.ts", "--backend=cpu", `--resume=${dir}`]);
+    assert.equal(finish.code, 0, finish.stderr);
+    const m2 = JSON.parse(await Deno.readTextFile(`${dir}/metrics.json`));
+    assert.equal(m2.lastLoss, m.lastLoss);
+    assert.equal(m2.trainSeconds, m.trainSeconds);
+    assert.equal(m2.steps, 16);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
