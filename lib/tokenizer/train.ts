@@ -24,7 +24,14 @@
 import * as tf from "@tensorflow/tfjs";
 import type { HostTensor } from "../io/mod.ts";
 import { Rng } from "../random/mod.ts";
-import { AdamW, cosineLr, loadCheckpoint, RunStoppedError, saveCheckpoint } from "../train/mod.ts";
+import {
+  AdamW,
+  cosineLr,
+  letSignalsIn,
+  loadCheckpoint,
+  RunStoppedError,
+  saveCheckpoint,
+} from "../train/mod.ts";
 import {
   gridSize,
   type ResolvedTokenizerConfig,
@@ -359,8 +366,8 @@ export async function trainTokenizer(
         history.push(info);
         options.onStep?.(info);
         if (train.checkpointEvery > 0 && step % train.checkpointEvery === 0) await save(lr);
-        // a signal's listener runs only when the event loop turns: let it, once a step
-        if (options.stop !== undefined) await new Promise((r) => setTimeout(r, 0));
+        // a signal's listener runs only when the event loop turns
+        if (options.stop !== undefined) await letSignalsIn();
         if (step < stopAt && options.stop?.()) {
           if (step > lastSaved) await save(lr);
           throw new RunStoppedError(step, options.runDir ?? "<no run folder>");

@@ -26,6 +26,7 @@ import {
 import type { ParamGrouping } from "./param_groups.ts";
 import { Progress } from "./progress.ts";
 import { RunLog } from "./run_log.ts";
+import { letSignalsIn } from "./stop_signal.ts";
 
 /** Parameters with state-dict export/import (`ParamStore` from `@lib/models`). */
 export interface RunParams extends TrainableParams {
@@ -331,8 +332,8 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
         if (c.checkpointEvery > 0 && info.step % c.checkpointEvery === 0 && !endOfEpoch) {
           await save(next);
         }
-        // a signal's listener runs only when the event loop turns: let it, once a step
-        if (s.stop !== undefined) await new Promise((r) => setTimeout(r, 0));
+        // a signal's listener runs only when the event loop turns
+        if (s.stop !== undefined) await letSignalsIn();
         if (!endOfEpoch && next.step < totalSteps && s.stop?.()) await stopHere(next);
       },
       onEpochEnd: async (epoch: number, next: LoopPosition) => {

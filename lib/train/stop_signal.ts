@@ -91,3 +91,18 @@ export function listenForStop(options: ListenForStopOptions = {}): StopListener 
     },
   };
 }
+
+let lastTurn = 0;
+
+/**
+ * Let the event loop turn (so that a signal's listener runs) when it has not for `minMs`:
+ * a training loop whose awaits all resolve as microtasks would otherwise see a signal only
+ * at its next file write. Costs one timer turn (about 1 ms) at most every `minMs`.
+ *
+ * @param minMs the least time between two turns, ms
+ */
+export async function letSignalsIn(minMs = 50): Promise<void> {
+  if (performance.now() - lastTurn < minMs) return;
+  await new Promise((r) => setTimeout(r, 0));
+  lastTurn = performance.now();
+}
