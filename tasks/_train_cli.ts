@@ -12,6 +12,7 @@ import { Rng } from "@lib/random";
 import { openTokenDataset, type TokenDataset } from "@lib/tokens";
 import {
   applyOverrides,
+  checkInitReport,
   checkResumeConfig,
   checkRunAugment,
   checkRunConfig,
@@ -31,6 +32,7 @@ import {
   PRETRAIN_SCHEMA,
   type PretrainConfig,
   readConfigFile,
+  readModelWeights,
   type ResumeChanges,
   RUN_AUGMENT_DEFAULTS,
   type RunAugmentKeys,
@@ -308,6 +310,11 @@ export async function runFinetuneTask(
   if (augment !== null) print(`finetune: augmentation ${describeAugment(config)}`);
   const model = new TokenClassifier(config.model as never, new Rng(config.seed).fork("init"));
   try {
+    if (config.init !== null && resume === null) {
+      // refused before a run folder is made (finetune loads it again, with its report)
+      const { tensors, source } = await readModelWeights(config.init);
+      checkInitReport(model.loadFromMtm(tensors), source);
+    }
     const run = async (runDir: string) => {
       print(`finetune: run folder ${runDir}`);
       return await finetune({

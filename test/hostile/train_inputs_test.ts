@@ -123,7 +123,8 @@ Deno.test("finetune --init from another width or depth is refused naming the ten
       wider.stderr,
       /^error: InitMismatchError: Cannot fine-tune from ".*model\.safetensors": it is not a pre-training of this model: tensor [\w.]+: got \[[\d, ]+\], expected \[[\d, ]+\] \(and \d+ more mismatched\)$/m,
     );
-    assert.ok(!(await exists(`${tmp}/ft-new`)), "the runs folder it made is removed");
+    assert.doesNotMatch(wider.stderr, /run folder/, "refused before a run folder is made");
+    assert.ok(!(await exists(`${tmp}/ft-new`)), "no runs folder made");
     await Deno.mkdir(`${tmp}/ft-old`);
     await Deno.writeTextFile(`${tmp}/ft-old/keep.txt`, "mine");
     const deeper = await finetune(`${tmp}/ft-old`, "--model.depth=2");
