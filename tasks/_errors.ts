@@ -17,6 +17,8 @@ export const USER_ERRORS: readonly string[] = [
   "BackendUnavailableError",
   "TokenFileError",
   "CorruptRecordError",
+  "ResumeConflictError",
+  "InitMismatchError",
 ];
 
 /**

@@ -7,19 +7,22 @@
  */
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
 import { reportUserError } from "./_errors.ts";
-import { resolveClassifierConfig, resolveMtmConfig } from "@lib/models";
+import { resolveClassifierConfig, resolveMtmConfig, TokenClassifier } from "@lib/models";
+import { Rng } from "@lib/random";
 import { openTokenDataset, type TokenDataset } from "@lib/tokens";
 import {
   applyOverrides,
+  checkInitReport,
   checkRecipeVersion,
+  checkResumeConfig,
   checkRunAugment,
   checkRunConfig,
   type ConfigSchema,
-  createRunDir,
   FINETUNE_DEFAULTS,
   FINETUNE_SCHEMA,
   type FinetuneConfig,
   launchRun,
+  listenForStop,
   loadCheckpoint,
   type LoadedCheckpoint,
   mergeConfig,
@@ -28,14 +31,21 @@ import {
   PRETRAIN_SCHEMA,
   type PretrainConfig,
   readConfigFile,
+  readModelWeights,
+  type ResumeChanges,
   RUN_AUGMENT_DEFAULTS,
   type RunAugmentKeys,
   runAugmentSchema,
+  runIsFinished,
+  RunStoppedError,
   type RunSummary,
+  scheduledSteps,
   SCRATCH_INIT,
+  type StopListener,
   type TaskArgs,
   withAddedRunKeys,
 } from "@lib/train";
+import { inNewRunFolder } from "./_run_folder.ts";
 
 /** The config file a task reads when `--config` is not given. */
 export const DEFAULT_CONFIGS = {
@@ -54,6 +64,8 @@ export interface ResolvedRun<C> {
   resume: LoadedCheckpoint | null;
   /** Where the config came from (file, or the resumed run). */
   source: string;
+  /** For `--resume`: the overrides that changed the run's config (harmless or forced). */
+  changes: ResumeChanges | null;
 }
 
 type Kind = "pretrain" | "finetune";
@@ -122,6 +134,7 @@ export async function resolveRun(
   const schema = taskSchema(kind);
   let config: TaskConfig<PretrainConfig | FinetuneConfig>;
   let resume: LoadedCheckpoint | null = null;
+  let stored: unknown = null;
   let source: string;
   let fileConfig: unknown = null;
   if (args.resume !== undefined) {
@@ -140,6 +153,8 @@ export async function resolveRun(
     source = `${args.resume} (step ${resume.state.step})`;
     // older runs lack later keys: `workers` (they ran on 1)
     config = { ...RUN_AUGMENT_DEFAULTS, ...withAddedRunKeys(config) };
+    // compared after the same completion as the overridden config (model keys added later)
+    stored = { ...config, model: resolveModel(kind, config.model) };
   } else {
     source = args.config ?? DEFAULT_CONFIGS[kind];
     fileConfig = await readConfigFile(source);
@@ -159,14 +174,23 @@ export async function resolveRun(
     // from scratch: timm's init under what the file and the flags set (REFERENCE.md section 5)
     config = rest(mergeConfig(taskBase(kind, true), fileConfig, schema, source));
   }
-  const model = kind === "pretrain"
-    ? resolveMtmConfig(config.model as never)
-    : resolveClassifierConfig(config.model as never);
-  config = { ...config, model: model as unknown as PretrainConfig["model"] };
+  config = { ...config, model: resolveModel(kind, config.model) };
   checkRunConfig(config);
   // the augmentation settings are checked now, not after the data is open
   checkRunAugment(kind, config);
-  return { config, resume, source };
+  // an exact resume: overrides of what shapes the numbers are refused unless forced
+  const changes = resume === null ? null : checkResumeConfig(resume.dir, stored, config, {
+    step: resume.state.step,
+    force: args.force,
+  });
+  return { config, resume, source, changes };
+}
+
+function resolveModel(kind: Kind, model: unknown): PretrainConfig["model"] {
+  const m = kind === "pretrain"
+    ? resolveMtmConfig(model as never)
+    : resolveClassifierConfig(model as never);
+  return m as unknown as PretrainConfig["model"];
 }
 
 /**
@@ -185,6 +209,66 @@ export interface TaskRunOptions {
   progress?: boolean;
   /** Where human-readable lines go. @default {console.error} */
   print?: (line: string) => void;
+  /**
+   * Asked after every optimizer step: true saves a checkpoint and stops the run with
+   * `RunStoppedError` (SIGINT / SIGTERM, see `listenForStop`). @default {never}
+   */
+  stop?: () => boolean;
+}
+
+/**
+ * What a resumed run says before it trains: the overrides it applies, and whether it has
+ * anything left to do. A finished run is left as it is (its metrics.json is returned).
+ * @returns the finished run's summary, or null when there are steps left
+ */
+async function beforeResume(
+  kind: Kind,
+  r: ResolvedRun<TaskConfig<PretrainConfig | FinetuneConfig>>,
+  records: number,
+  print: (line: string) => void,
+): Promise<RunSummary | null> {
+  if (r.resume === null) return null;
+  for (const [k, a, b] of r.changes?.harmless ?? []) {
+    print(`${kind}: resuming with ${k} ${JSON.stringify(a)} -> ${JSON.stringify(b)}`);
+  }
+  for (const [k, a, b] of r.changes?.forced ?? []) {
+    print(
+      `${kind}: resuming with ${k} ${JSON.stringify(a)} -> ${
+        JSON.stringify(b)
+      } (--force: not an exact resume)`,
+    );
+  }
+  if (!runIsFinished(r.resume.state, r.config, records)) return null;
+  const path = `${r.resume.dir}/metrics.json`;
+  let metrics: RunSummary;
+  try {
+    metrics = JSON.parse(await Deno.readTextFile(path)) as RunSummary;
+  } catch {
+    return null; // it stopped between its last checkpoint and its summary: finish that
+  }
+  print(
+    `${kind}: run "${r.resume.dir}" is already finished (step ${r.resume.state.step} of ` +
+      `${scheduledSteps(r.config, records)}); nothing to do, nothing changed`,
+  );
+  return { ...metrics, lastLoss: metrics.lastLoss ?? NaN, runDir: r.resume.dir };
+}
+
+/**
+ * Refuse an `--init` that is not a pre-training of this model before a run folder is made
+ * (finetune() checks it again when it loads the weights, for library callers and grids).
+ */
+async function checkInit(config: TaskConfig<FinetuneConfig>): Promise<void> {
+  const model = new TokenClassifier(config.model as never, new Rng(config.seed).fork("init"));
+  try {
+    const { tensors, source } = await readModelWeights(config.init as string);
+    checkInitReport(model.loadFromMtm(tensors), source);
+  } finally {
+    model.dispose();
+  }
+}
+
+function recordsOf(data: TokenDataset, limit: number | null): number {
+  return limit == null ? data.length : Math.min(limit, data.length);
 }
 
 /**
@@ -200,17 +284,29 @@ export async function runPretrainTask(
   const print = options.print ?? ((l: string) => console.error(l));
   const info = await initBackend({ backend: (args.backend ?? "auto") as BackendRequest });
   print(describeBackend(info));
-  const { config, resume, source } = await resolveRun("pretrain", args);
+  const resolved = await resolveRun("pretrain", args);
+  const { config, resume, source } = resolved;
   print(`pretrain: config ${source}; data ${config.data.train}`);
+  const data = await openData(config.data.train, config.model.codebookSize as number);
+  const records = recordsOf(data, config.data.limitTrain);
+  scheduledSteps(config, records); // the plan fits the data (checked before a folder is made)
+  const finished = await beforeResume("pretrain", resolved, records, print);
+  if (finished !== null) return finished;
   if (config.augment !== null) print(`pretrain: augmentation ${describeAugment(config)}`);
-  const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "pretrain");
-  print(`pretrain: run folder ${runDir}`);
-  return await launchRun("pretrain", config as unknown as Record<string, unknown>, {
-    runDir,
-    resume,
-    progress: options.progress,
-    startInfo: { configSource: source },
-  });
+  const run = async (runDir: string) => {
+    print(`pretrain: run folder ${runDir}`);
+    return await launchRun("pretrain", config as unknown as Record<string, unknown>, {
+      runDir,
+      resume,
+      data,
+      progress: options.progress,
+      stop: options.stop,
+      startInfo: { configSource: source },
+    });
+  };
+  return resume !== null
+    ? await run(resume.dir)
+    : await inNewRunFolder(args.out ?? DEFAULT_OUT, "pretrain", run);
 }
 
 /**
@@ -226,20 +322,33 @@ export async function runFinetuneTask(
   const print = options.print ?? ((l: string) => console.error(l));
   const info = await initBackend({ backend: (args.backend ?? "auto") as BackendRequest });
   print(describeBackend(info));
-  const { config, resume, source } = await resolveRun("finetune", args);
+  const resolved = await resolveRun("finetune", args);
+  const { config, resume, source } = resolved;
   print(
     `finetune: config ${source}; data ${config.data.train}; test ${config.data.test}; ` +
       `init ${config.init ?? "none (from scratch)"}`,
   );
+  const data = await openData(config.data.train, config.model.codebookSize as number);
+  const records = recordsOf(data, config.data.limitTrain);
+  scheduledSteps(config, records); // the plan fits the data (checked before a folder is made)
+  const finished = await beforeResume("finetune", resolved, records, print);
+  if (finished !== null) return finished;
   if (config.augment !== null) print(`finetune: augmentation ${describeAugment(config)}`);
-  const runDir = resume?.dir ?? await createRunDir(args.out ?? DEFAULT_OUT, "finetune");
-  print(`finetune: run folder ${runDir}`);
-  return await launchRun("finetune", config as unknown as Record<string, unknown>, {
-    runDir,
-    resume,
-    progress: options.progress,
-    print,
-  });
+  if (config.init !== null && resume === null) await checkInit(config);
+  const run = async (runDir: string) => {
+    print(`finetune: run folder ${runDir}`);
+    return await launchRun("finetune", config as unknown as Record<string, unknown>, {
+      runDir,
+      resume,
+      data,
+      progress: options.progress,
+      stop: options.stop,
+      print,
+    });
+  };
+  return resume !== null
+    ? await run(resume.dir)
+    : await inNewRunFolder(args.out ?? DEFAULT_OUT, "finetune", run);
 }
 
 function describeAugment(c: RunAugmentKeys): string {
@@ -252,7 +361,9 @@ function describeAugment(c: RunAugmentKeys): string {
 
 /**
  * Run a task's main function with one-line error reports: exit 0 on success, 1 for a
- * known error (bad config, missing file, NaN loss...), 2 for a usage error.
+ * known error (bad config, missing file, NaN loss...), 2 for a usage error. SIGINT and
+ * SIGTERM make the run save a checkpoint and stop (`listenForStop`, the grid's mechanism;
+ * `main` gets the listener's `stop` to pass on): exit 130 / 143.
  *
  * @param usage the help text
  * @param argv `Deno.args`
@@ -262,7 +373,7 @@ function describeAugment(c: RunAugmentKeys): string {
 export async function taskMain(
   usage: string,
   argv: readonly string[],
-  main: (args: TaskArgs) => Promise<void>,
+  main: (args: TaskArgs, stop: StopListener["stop"]) => Promise<void>,
 ): Promise<number> {
   let args: TaskArgs;
   try {
@@ -275,13 +386,24 @@ export async function taskMain(
     console.log(usage);
     return 0;
   }
+  const signals = listenForStop({ label: "training" });
   try {
-    await main(args);
-    return 0;
+    await main(args, signals.stop);
+    // a signal that came after the last step's check: everything is saved; say it stopped
+    return signals.exitCode;
   } catch (e) {
+    if (e instanceof RunStoppedError) {
+      console.error(`stopped: ${e.message} (--resume ${e.runDir})`);
+      return signals.exitCode || SIGNAL_EXIT_FALLBACK;
+    }
     return reportUserError(e);
+  } finally {
+    signals.dispose();
   }
 }
+
+/** The exit status of a run stopped by its `stop` hook without a signal (as SIGINT's). */
+const SIGNAL_EXIT_FALLBACK = 130;
 
 /**
  * Accept `--workers N` as well as the config override `--workers=N`.
@@ -307,9 +429,16 @@ export const COMMON_FLAGS = `Options:
                      NAME-label.txt next to it)
   --backend <name>   auto | wasm | cpu | webgpu | tensorflow (default auto)
   --out <dir>        where run folders are created (default ${DEFAULT_OUT}/)
-  --resume <dir>     continue that run from its checkpoint (same config; overrides apply)
+  --resume <dir>     continue that run from its checkpoint, exactly: overrides of keys that
+                     change its data order or schedule are refused (logEvery,
+                     checkpointEvery, keepCheckpoints, the eval keys and a larger
+                     maxSteps are allowed); a finished run is left as it is
+  --force            with --resume: accept such overrides (not an exact resume any more)
   --workers N        data-parallel training on N CPU cores (the main thread + N-1 workers,
                      cpu / wasm backends; the config key "workers", default 1)
   --<key>=<value>    override a config key, e.g. --epochs=2 --model.depth=2 --maxSteps=100
                      (unknown keys and wrong types are refused)
-  -h, --help         this text`;
+  -h, --help         this text
+
+Ctrl-C (SIGINT) or SIGTERM saves a checkpoint after the current step and exits 130 / 143;
+continue with --resume <run folder>.`;

@@ -25,6 +25,7 @@ import {
   expandGrid,
   type GridRunSpec,
   gridRunState,
+  listenForStop,
   prepareBudgets,
   readConfigFile,
   resolveGridConfig,
@@ -126,17 +127,13 @@ async function readStdin(): Promise<string> {
 /** The worker: one run, spec on stdin. Exit 0 done, 130 stopped with a checkpoint, 1 failed. */
 async function worker(a: AblateArgs): Promise<number> {
   const spec = JSON.parse(await readStdin()) as GridRunSpec;
-  let stop = false;
-  const onSignal = () => {
-    if (!stop) console.error(`${spec.id}: stopping after this step (checkpoint)`);
-    stop = true;
-  };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  // the training tasks' mechanism; the grid reads exit 130 as "stopped" for either signal
+  const signals = listenForStop({ label: spec.id, exitOnSecondInterrupt: false });
+  const stop = signals.stop;
   try {
     const info = await initBackend({ backend: a.backend as BackendRequest });
     console.error(`${spec.id}: ${describeBackend(info)}`);
-    const out = await runGridRun(spec, { progress: true, stop: () => stop });
+    const out = await runGridRun(spec, { progress: true, stop });
     const ev = out.summary?.eval;
     console.error(
       `${spec.id}: ${out.status}` + (ev ? `; test top-1 ${(100 * ev.top1).toFixed(2)}%` : ""),

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { RunSummary, TaskArgs } from "@lib/train";
+import { RunStoppedError, type RunSummary, type TaskArgs } from "@lib/train";
 import { DEFAULT_CONFIGS, runFinetuneTask, runPretrainTask, taskMain } from "./_train_cli.ts";
 
 const USAGE = `Usage: deno task demo [options]
@@ -31,10 +31,13 @@ The single phases: deno task pretrain / deno task finetune.`;
 /**
  * The demo's body: both phases with overrides routed by prefix.
  * @param args parsed arguments
+ * @param stop asked after every step (SIGINT / SIGTERM): true saves a checkpoint and stops
  * @returns both run summaries
+ * @throws {RunStoppedError} when `stop` turned true (no phase 2 starts after it)
  */
 export async function runDemo(
   args: TaskArgs,
+  stop?: () => boolean,
 ): Promise<{ pre: RunSummary; ft: RunSummary; minutes: number }> {
   if (args.resume !== undefined || args.init !== undefined || args.config !== undefined) {
     throw new TypeError(
@@ -52,21 +55,28 @@ export async function runDemo(
     ? []
     : [["data.test", args.data.replace(/train(?!.*train)/, "test")]];
   console.error("demo: phase 1 of 2, MTM pre-training");
-  const pre = await runPretrainTask({ ...args, overrides: route("pretrain") });
+  const pre = await runPretrainTask({ ...args, overrides: route("pretrain") }, { stop });
+  if (stop?.()) {
+    console.error(
+      `demo: stopped after phase 1; pre-training is complete in ${pre.runDir}: ` +
+        `fine-tune from it with deno task finetune --init ${pre.runDir}`,
+    );
+    throw new RunStoppedError(pre.steps, pre.runDir);
+  }
   console.error("demo: phase 2 of 2, fine-tuning from the pre-trained encoder");
   const ft = await runFinetuneTask({
     ...args,
     init: pre.runDir,
     overrides: [...testOverride, ...route("finetune")],
-  });
+  }, { stop });
   const minutes = (performance.now() - t0) / 60000;
   return { pre, ft, minutes };
 }
 
 if (import.meta.main) {
   Deno.exit(
-    await taskMain(USAGE, Deno.args, async (args) => {
-      const { pre, ft, minutes } = await runDemo(args);
+    await taskMain(USAGE, Deno.args, async (args, stop) => {
+      const { pre, ft, minutes } = await runDemo(args, stop);
       const ev = ft.eval;
       console.log(
         `\ndemo done in ${minutes.toFixed(1)} min on ${ft.backend}\n` +

@@ -19,8 +19,8 @@ ${COMMON_FLAGS}
 
 if (import.meta.main) {
   Deno.exit(
-    await taskMain(USAGE, Deno.args, async (args) => {
-      const s = await runFinetuneTask(args);
+    await taskMain(USAGE, Deno.args, async (args, stop) => {
+      const s = await runFinetuneTask(args, { stop });
       const ev = s.eval;
       console.log(
         `finetune: ${s.steps} steps, final loss ${s.lastLoss.toFixed(4)}` +

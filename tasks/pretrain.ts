@@ -17,8 +17,8 @@ ${COMMON_FLAGS}`;
 
 if (import.meta.main) {
   Deno.exit(
-    await taskMain(USAGE, Deno.args, async (args) => {
-      const s = await runPretrainTask(args);
+    await taskMain(USAGE, Deno.args, async (args, stop) => {
+      const s = await runPretrainTask(args, { stop });
       console.log(
         `pretrain: ${s.steps} steps (${
           s.stopped === "maxSteps" ? "step budget" : "all epochs"

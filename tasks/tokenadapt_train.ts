@@ -140,7 +140,8 @@ async function main(args: string[]): Promise<void> {
   } else {
     model = TokenAdapt.create(modelConfig, rng.fork("init"));
   }
-  await Deno.mkdir(outDir, { recursive: true });
+  // the output folder is made when there is something to write (no empty folder after an error)
+  const makeOut = () => Deno.mkdir(outDir, { recursive: true });
   try {
     const loaded = await loadImages(cfg.images);
     const images = cfg.limit > 0 ? takeImages(loaded.images, cfg.limit) : loaded.images;
@@ -162,6 +163,7 @@ async function main(args: string[]): Promise<void> {
         },
       });
       progress.finish();
+      await makeOut();
       await writeFileAtomic(`${outDir}/log.jsonl`, new TextEncoder().encode(log.join("\n") + "\n"));
     }
     const trainSeconds = (performance.now() - t0) / 1000;
@@ -191,6 +193,7 @@ async function main(args: string[]): Promise<void> {
         : null,
       agreement,
     };
+    await makeOut();
     await model.save(`${outDir}/tokenadapt.safetensors`, {
       trained_with: JSON.stringify({ tokenizer: cfg.tokenizer, train, seed: cfg.seed }),
     });

@@ -17,8 +17,17 @@
  * @module
  */
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
+import { exists, removeFailedStart } from "./_run_folder.ts";
 import { writeFileAtomic } from "@lib/io";
-import { applyOverrides, mergeConfig, parseTaskArgs, Progress, readConfigFile } from "@lib/train";
+import {
+  applyOverrides,
+  listenForStop,
+  mergeConfig,
+  parseTaskArgs,
+  Progress,
+  readConfigFile,
+  RunStoppedError,
+} from "@lib/train";
 import {
   encodeImages,
   imageSetDims,
@@ -129,9 +138,12 @@ async function main(args: string[]): Promise<void> {
       images.shape.slice(1)
     }]; run folder ${runDir}`,
   );
+  if (resume && await finishedTokenizerRun(runDir, cfg.train.steps)) return;
+  const runDirExisted = await exists(runDir);
   const progress = new Progress({ label: "tokenizer", total: cfg.train.steps });
-  const t0 = performance.now();
+  const signals = listenForStop({ label: "tokenizer", print: (l) => progress.log(l) });
   const result = await trainTokenizer(images, {
+    stop: signals.stop,
     config: cfg.tokenizer,
     train: cfg.train,
     runDir,
@@ -148,9 +160,19 @@ async function main(args: string[]): Promise<void> {
       });
       if (s.restarted > 0) progress.log(`step ${s.step}: restarted ${s.restarted} dead codes`);
     },
+  }).catch(async (e) => {
+    progress.finish();
+    // a run that failed before its first checkpoint leaves no folder it made
+    await removeFailedStart(runDir, runDirExisted);
+    if (e instanceof RunStoppedError) {
+      console.error(`stopped: ${e.message} (--resume ${e.runDir})`);
+      Deno.exit(signals.exitCode || 130);
+    }
+    throw e;
   });
   progress.finish();
-  const trainSeconds = (performance.now() - t0) / 1000;
+  signals.dispose();
+  const trainSeconds = result.trainSeconds;
   const tok = result.tokenizer;
   try {
     console.error(`pruning the codebook on ${images.shape[0]} training images...`);
@@ -191,6 +213,27 @@ async function main(args: string[]): Promise<void> {
   } finally {
     tok.dispose();
   }
+}
+
+/**
+ * Whether a resumed run is already done: its checkpoint is at the last step and its
+ * metrics are written. Says so; the run folder is left as it is.
+ */
+async function finishedTokenizerRun(runDir: string, steps: number): Promise<boolean> {
+  let step: number;
+  try {
+    step = JSON.parse(await Deno.readTextFile(`${runDir}/checkpoint.json`)).step;
+    await Deno.stat(`${runDir}/metrics.json`);
+  } catch {
+    return false; // trainTokenizer reports a missing or damaged checkpoint
+  }
+  if (!(step >= steps)) return false;
+  console.error(
+    `tokenizer:train: run "${runDir}" is already finished (step ${step} of ${steps}); ` +
+      "nothing to do, nothing changed",
+  );
+  console.log(`saved the tokenizer to ${runDir}`);
+  return true;
 }
 
 if (import.meta.main) await main(Deno.args);

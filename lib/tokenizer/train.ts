@@ -24,7 +24,14 @@
 import * as tf from "@tensorflow/tfjs";
 import type { HostTensor } from "../io/mod.ts";
 import { Rng } from "../random/mod.ts";
-import { AdamW, cosineLr, loadCheckpoint, saveCheckpoint } from "../train/mod.ts";
+import {
+  AdamW,
+  cosineLr,
+  letSignalsIn,
+  loadCheckpoint,
+  RunStoppedError,
+  saveCheckpoint,
+} from "../train/mod.ts";
 import {
   gridSize,
   type ResolvedTokenizerConfig,
@@ -82,6 +89,12 @@ export interface TrainTokenizerOptions {
   stopAtStep?: number;
   /** Called after every step. */
   onStep?: (info: TokenizerStepInfo) => void;
+  /**
+   * Asked after every step (SIGINT / SIGTERM, `listenForStop` of `@lib/train`): true saves
+   * a checkpoint there and throws `RunStoppedError`, so a resume continues exactly.
+   * @default {never}
+   */
+  stop?: () => boolean;
   /** Called with human-readable events (init, restarts, checkpoints). */
   log?: (line: string) => void;
   /** The name of the image source, for messages and the saved config. @default {"<images>"} */
@@ -98,6 +111,8 @@ export interface TrainTokenizerResult {
   train: ResolvedTokenizerTrainConfig;
   /** One entry per step run in this call (not the steps before a resume). */
   history: TokenizerStepInfo[];
+  /** Wall time of the steps, seconds, every segment of a resumed run included. */
+  trainSeconds: number;
   /** The step the run started from (0, or the checkpoint's step). */
   startStep: number;
 }
@@ -150,6 +165,7 @@ function sameJson(a: unknown, b: unknown): boolean {
  * @throws {TypeError} when the images do not fit the architecture
  * @throws {CheckpointError} when resuming from a missing or damaged checkpoint
  * @throws {RangeError} when resuming with a different architecture, recipe or image set
+ * @throws {RunStoppedError} when `stop` asked it to stop (a checkpoint is on disk)
  *
  * @example
  * ```ts ignore
@@ -213,6 +229,8 @@ export async function trainTokenizer(
   const ema = new EmaCodebook(K, d);
   let step = 0;
   let initialized = false;
+  // steps' time before a resume (the checkpoints carry it) and in this call
+  let priorSeconds = 0, seconds = 0;
   const setCodebook = () => tok.decoder.setCodebook(tf.tensor2d(ema.codebook(), [K, d]));
   try {
     if (ckpt !== null) {
@@ -233,6 +251,7 @@ export async function trainTokenizer(
       opt.loadState(ckpt.state.optimizer, ckpt.optimizer, src);
       setCodebook();
       step = ckpt.state.step;
+      priorSeconds = Number(ckpt.state.extra?.trainSeconds ?? 0) || 0;
       initialized = true;
       log(`resumed from ${src} at step ${step}`);
     }
@@ -258,13 +277,14 @@ export async function trainTokenizer(
         rng: {},
         optimizer: opt.stateJson(),
         lr,
-        extra: { source },
+        extra: { source, trainSeconds: priorSeconds + seconds },
       });
       log(`checkpoint at step ${step} in ${options.runDir}`);
     };
     if (options.runDir !== undefined) await Deno.mkdir(options.runDir, { recursive: true });
     const stopAt = Math.min(train.steps, options.stopAtStep ?? train.steps);
     while (step < stopAt) {
+      const t0 = performance.now();
       const idx = batchIndices(train.seed, step, N, B);
       const lr = cosineLr(step + 1, {
         lr: train.lr,
@@ -317,6 +337,7 @@ export async function trainTokenizer(
         }
         ema.update(eHost, codes, train.emaDecay);
         step++;
+        seconds += (performance.now() - t0) / 1000;
         let restarted = 0;
         if (
           train.restartEvery > 0 && step % train.restartEvery === 0 &&
@@ -345,13 +366,26 @@ export async function trainTokenizer(
         history.push(info);
         options.onStep?.(info);
         if (train.checkpointEvery > 0 && step % train.checkpointEvery === 0) await save(lr);
+        // a signal's listener runs only when the event loop turns
+        if (options.stop !== undefined) await letSignalsIn();
+        if (step < stopAt && options.stop?.()) {
+          if (step > lastSaved) await save(lr);
+          throw new RunStoppedError(step, options.runDir ?? "<no run folder>");
+        }
       } finally {
         x.dispose();
       }
     }
     if (step > lastSaved) await save(history.at(-1)?.lr ?? 0);
     opt.dispose();
-    return { tokenizer: tok, config, train, history, startStep };
+    return {
+      tokenizer: tok,
+      config,
+      train,
+      history,
+      startStep,
+      trainSeconds: priorSeconds + seconds,
+    };
   } catch (e) {
     opt.dispose();
     tok.dispose();

@@ -67,10 +67,12 @@ Deno.test("tokenizer:train -> tokenize -> decode on 48 Fashion-MNIST images", as
     assert.ok(metrics.codebookAfter <= 16 && metrics.codebookAfter >= 1);
     const json = await readTokenizerJson(run1);
     assert.equal(json.codebookSize, metrics.codebookAfter);
-    // resuming a finished run does no steps and saves the same tokenizer again
+    // resuming a finished run does no steps and changes nothing
+    const before = await Deno.readFile(`${run1}/metrics.json`);
     const r = await run("tokenizer_train", [...tiny, "--resume", run1]);
     assert.equal(r.code, 0, r.err);
-    assert.match(r.err, /resumed from .* at step 4/);
+    assert.match(r.err, /is already finished \(step 4 of 4\); nothing to do, nothing changed/);
+    assert.deepEqual(await Deno.readFile(`${run1}/metrics.json`), before);
 
     const out = `${dir}/tokens`;
     const k = await run("tokenize", [

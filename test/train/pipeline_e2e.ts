@@ -115,7 +115,7 @@ Deno.test("pretrain -> finetune through the tasks on a tiny budget", async () =>
     assert.equal(ft.code, 0, ft.stderr);
     assert.match(
       ft.stderr,
-      /finetune: loaded \d+ tensors from .*model\.safetensors; missing \(initialized fresh\): head\.weight, head\.bias/,
+      /finetune: loaded \d+ of \d+ tensors from .*model\.safetensors; fresh \(the classifier's own\): head\.weight, head\.bias; dropped \(decoder \/ MLM\)/,
     );
     const m = /test top-1 (\d+\.\d+)% top-5 (\d+\.\d+)% \(n=48\)/.exec(ft.stdout);
     assert.ok(m, ft.stdout);

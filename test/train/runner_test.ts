@@ -186,7 +186,7 @@ Deno.test("finetune from a pretrain run: loads the encoder, evaluates, writes th
     });
     assert.match(
       lines[0],
-      /^finetune: loaded \d+ tensors from .*model\.safetensors; missing \(initialized fresh\): head\.weight, head\.bias; unexpected/,
+      /^finetune: loaded \d+ of \d+ tensors from .*model\.safetensors; fresh \(the classifier's own\): head\.weight, head\.bias; dropped \(decoder \/ MLM\): \d+/,
     );
     // the encoder came from the MTM run
     const start = (await readRunLog(dir))[0];

@@ -323,6 +323,8 @@ export interface TaskArgs {
   init?: string;
   /** `--help` / `-h`. */
   help: boolean;
+  /** `--force`: resume with overrides that change the run's data order or schedule. */
+  force?: boolean;
   /** Every other `--key=value`, in order. */
   overrides: [string, string][];
 }
@@ -332,7 +334,8 @@ const TASK_FLAGS = ["config", "backend", "resume", "data", "out", "init"] as con
 /**
  * Split a task's command line into its flags and `--key=value` config overrides.
  * The flags `--config`, `--backend`, `--resume`, `--data`, `--out`, `--init` take a value
- * as `--flag=value` or `--flag value`; config overrides must use `--key=value`.
+ * as `--flag=value` or `--flag value`; `--force` and `--help` take none; config overrides
+ * must use `--key=value`.
  *
  * @param args `Deno.args`
  * @returns the flags and overrides
@@ -352,6 +355,10 @@ export function parseTaskArgs(args: readonly string[]): TaskArgs {
     const a = args[i];
     if (a === "--help" || a === "-h") {
       out.help = true;
+      continue;
+    }
+    if (a === "--force") {
+      out.force = true;
       continue;
     }
     if (!a.startsWith("--")) {

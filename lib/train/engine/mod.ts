@@ -18,6 +18,8 @@ export * from "./progress.ts";
 export * from "./config.ts";
 export * from "./loop.ts";
 export * from "./runner.ts";
+export * from "./resume_check.ts";
+export * from "./stop_signal.ts";
 export * from "./parallel.ts";
 export {
   bceWithLogitsOneHot,

@@ -26,6 +26,7 @@ import {
 import type { ParamGrouping } from "./param_groups.ts";
 import { Progress } from "./progress.ts";
 import { RunLog } from "./run_log.ts";
+import { letSignalsIn } from "./stop_signal.ts";
 
 /** Parameters with state-dict export/import (`ParamStore` from `@lib/models`). */
 export interface RunParams extends TrainableParams {
@@ -138,9 +139,9 @@ export interface RunSummary {
   lastLoss: number;
   /** Mean loss over the last up-to-50 steps of this process. */
   recentLoss: number;
-  /** Wall time of the steps of this process, seconds. */
+  /** Wall time of the steps, seconds: every segment of a resumed run (as its checkpoints record). */
   trainSeconds: number;
-  /** Training samples per second in this process. */
+  /** Training samples per second over those steps. */
   samplesPerSecond: number;
   /** The last evaluation, if any. */
   eval: Record<string, number> | null;
@@ -187,6 +188,8 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
   let log: RunLog;
   let start: LoopPosition = { step: 0, epoch: 0, iter: 0 };
   let lastEval: Record<string, number> | null = null;
+  // time and samples of the segments before a resume (their checkpoints carry them)
+  let priorSeconds = 0, priorSamples = 0, priorLoss = NaN;
   const totalSteps = Math.min(c.maxSteps ?? Infinity, c.epochs * plan.stepsPerEpoch);
   try {
     if (s.resume) {
@@ -207,6 +210,9 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
       }
       start = { step: ck.state.step, epoch: ck.state.epoch, iter: ck.state.iter };
       lastEval = (ck.state.extra?.lastEval as Record<string, number> | undefined) ?? null;
+      priorSeconds = Number(ck.state.extra?.trainSeconds ?? 0) || 0;
+      priorSamples = Number(ck.state.extra?.samples ?? 0) || 0;
+      priorLoss = typeof ck.state.extra?.lastLoss === "number" ? ck.state.extra.lastLoss : NaN;
       log = await RunLog.resume(s.runDir, { from: start, config: c });
       print(`${s.kind}: resuming ${s.runDir} at step ${start.step} (epoch ${start.epoch})`);
     } else {
@@ -246,7 +252,13 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
         rng: rngStates(s.rngs),
         optimizer: optimizer.stateJson(),
         lr: lastLr,
-        extra: { kind: s.kind, lastEval },
+        extra: {
+          kind: s.kind,
+          lastEval,
+          trainSeconds: priorSeconds + trainSeconds,
+          samples: priorSamples + samples,
+          lastLoss: recent.length ? recent[recent.length - 1] : priorLoss,
+        },
       },
       { keep: c.keepCheckpoints },
     );
@@ -320,6 +332,8 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
         if (c.checkpointEvery > 0 && info.step % c.checkpointEvery === 0 && !endOfEpoch) {
           await save(next);
         }
+        // a signal's listener runs only when the event loop turns
+        if (s.stop !== undefined) await letSignalsIn();
         if (!endOfEpoch && next.step < totalSteps && s.stop?.()) await stopHere(next);
       },
       onEpochEnd: async (epoch: number, next: LoopPosition) => {
@@ -376,10 +390,13 @@ export async function runTraining(s: RunSetup): Promise<RunSummary> {
     stopped: result.stopped,
     steps: pos.step,
     position: pos,
-    lastLoss: result.lastLoss,
-    recentLoss: recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : NaN,
-    trainSeconds,
-    samplesPerSecond: trainSeconds > 0 ? samples / trainSeconds : 0,
+    // a resume with no step left keeps the last segment's loss (its checkpoint has it)
+    lastLoss: result.steps > 0 ? result.lastLoss : priorLoss,
+    recentLoss: recent.length ? recent.reduce((a, b) => a + b, 0) / recent.length : priorLoss,
+    trainSeconds: priorSeconds + trainSeconds,
+    samplesPerSecond: priorSeconds + trainSeconds > 0
+      ? (priorSamples + samples) / (priorSeconds + trainSeconds)
+      : 0,
     eval: lastEval,
     backend: tf.getBackend(),
   };

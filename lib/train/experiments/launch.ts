@@ -14,7 +14,7 @@
  */
 import { MtmModel, PixelVit, TokenClassifier } from "../../models/mod.ts";
 import { Rng } from "../../random/mod.ts";
-import { openTokenDataset } from "../../tokens/mod.ts";
+import { openTokenDataset, type TokenDataset } from "../../tokens/mod.ts";
 import { openRunAugment, type RunAugmentKeys } from "../augment/augment_run.ts";
 import type { AugmentStepRecord } from "../augment/augment_step.ts";
 import type { LoadedCheckpoint } from "../engine/checkpoint.ts";
@@ -36,6 +36,8 @@ export interface LaunchOptions {
   print?: (line: string) => void;
   /** Asked after every step: true stops the run with a checkpoint. */
   stop?: () => boolean;
+  /** The training data when the caller opened it already (else opened from the config). */
+  data?: TokenDataset;
   /** Extra keys of the run log's start record. */
   startInfo?: Record<string, unknown>;
   /** Called with every augmentation-step record (a `DrawTracer`'s `record`; ../augment/draw_trace.ts). */
@@ -80,7 +82,7 @@ export async function launchRun(
   }
   const c = config as unknown as TokenRunConfig<PretrainConfig | FinetuneConfig>;
   const K = (c.model as { codebookSize: number }).codebookSize;
-  const data = await openTokenDataset(c.data.train, { codebookSize: K });
+  const data = options.data ?? await openTokenDataset(c.data.train, { codebookSize: K });
   const augment = await openRunAugment(kind, c, options.trace);
   try {
     if (kind === "pretrain") {

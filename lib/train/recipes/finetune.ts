@@ -24,6 +24,7 @@ import type { ConfigSchema, ConfigValue } from "../engine/config.ts";
 import type { MicroBatch, PreparedBatch, TokenSource } from "../engine/loop.ts";
 import { crossEntropy } from "../engine/losses.ts";
 import { classifierObjective } from "./objectives.ts";
+import { checkInitReport } from "./init_check.ts";
 import { topKCorrect } from "../engine/metrics.ts";
 import { DataParallel, microBatchRng, takeHostCodes } from "../engine/parallel.ts";
 import { paramGroupsLrd, VIT_NO_WEIGHT_DECAY } from "../engine/param_groups.ts";
@@ -270,7 +271,9 @@ export interface FinetuneOptions {
  * @param o config, model, data, run folder
  * @returns the run summary, with the last evaluation
  * @throws {NonFiniteLossError} when the loss becomes NaN/Inf
- * @throws {TypeError} when training data has no labels, or `init` loads nothing
+ * @throws {TypeError} when training data has no labels
+ * @throws {InitMismatchError} when `init` is not a pre-training of this model (another
+ *   width, depth or grid: the first tensor that does not fit is named)
  */
 export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
   const c = o.config;
@@ -288,18 +291,12 @@ export async function finetune(o: FinetuneOptions): Promise<RunSummary> {
   if (c.init !== null && !o.resume) {
     const { tensors, source } = await readModelWeights(c.init);
     const report = o.model.loadFromMtm(tensors);
-    if (report.loaded.length === 0) {
-      throw new TypeError(
-        `Cannot initialize from "${source}": no parameter name matches the classifier`,
-      );
-    }
+    // refuses another width / depth / grid, naming the first tensor that does not fit
+    const { fresh, dropped } = checkInitReport(report, source);
     print(
-      `finetune: loaded ${report.loaded.length} tensors from ${source}; ` +
-        `missing (initialized fresh): ${report.missing.join(", ") || "none"}; ` +
-        `unexpected (ignored): ${report.unexpected.length} (${summarizeNames(report.unexpected)})` +
-        (report.mismatchedShapes.length
-          ? `; SHAPE MISMATCHES (not loaded): ${report.mismatchedShapes.join("; ")}`
-          : ""),
+      `finetune: loaded ${report.loaded.length} of ${o.model.params.entries().length} ` +
+        `tensors from ${source}; fresh (the classifier's own): ${fresh.join(", ") || "none"}; ` +
+        `dropped (decoder / MLM): ${dropped.length} (${summarizeNames(dropped)})`,
     );
     startInfo.init = { source, ...report };
   }

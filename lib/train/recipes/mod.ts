@@ -11,4 +11,5 @@
 export * from "./objectives.ts";
 export * from "./pretrain.ts";
 export * from "./finetune.ts";
+export * from "./init_check.ts";
 export * from "./pixel.ts";
