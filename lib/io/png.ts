@@ -9,7 +9,7 @@
  */
 import { decode as fastPngDecode, encode as fastPngEncode } from "fast-png";
 import { type DType, type DTypeArrays, type HostTensor, sizeOf } from "./host_tensor.ts";
-import { writeFileAtomic } from "./fs.ts";
+import { readFileChecked, writeFileAtomic } from "./fs.ts";
 
 /** Options of {@linkcode decodePng}. */
 export interface PngReadOptions {
@@ -164,7 +164,7 @@ function toImage(png: ReturnType<typeof fastPngDecode>): HostTensor<"uint8"> {
  * @throws {SyntaxError} for an unreadable PNG (named in the message)
  */
 export async function readPngFile(path: string): Promise<HostTensor<"uint8">> {
-  return decodePng(await Deno.readFile(path), { source: path });
+  return decodePng(await readFileChecked(path, { what: "PNG" }), { source: path });
 }
 
 /**
