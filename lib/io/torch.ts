@@ -414,22 +414,23 @@ class Reader {
     // a legacy file starts with a pickle (PROTO opcode 0x80) of the magic number
     if (bytes.length < 2 || bytes[0] !== 0x80 || bytes[1] < 2 || bytes[1] > 5) {
       const head = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, "0"));
-      throw new NotTorchFileError(
+      throw notTorch(
         this.source,
-        `neither a zip archive nor a pickle; it starts with ${head.join(" ") || "nothing"}`,
+        `neither a zip archive nor a pickle; ${
+          head.length === 0 ? "it is empty" : `it starts with ${head.join(" ")}`
+        }`,
       );
     }
     let magic;
     try {
       magic = unpickle(bytes, opts);
-    } catch {
-      throw new NotTorchFileError(
-        this.source,
-        "a pickle that does not start with its magic number",
-      );
+    } catch (e) {
+      if (e instanceof UnsafePickleError) throw e;
+      const why = (e as Error).message.replace(/^Cannot unpickle "[^"]*": /, "");
+      throw notTorch(this.source, `its first pickle does not parse: ${why}`);
     }
     if (magic.value !== LEGACY_MAGIC) {
-      throw new NotTorchFileError(this.source, "a pickle without the legacy magic number");
+      throw notTorch(this.source, "a pickle without the legacy magic number");
     }
     const proto = unpickle(bytes, { ...opts, start: magic.end });
     if (proto.value !== LEGACY_PROTOCOL) {
