@@ -146,13 +146,19 @@ export async function resolveRun(
 }
 
 /**
- * Open a token dataset for a model: the codebook size is checked against the model's.
+ * Open a token dataset for a model: the codebook size (and the labels, when the model has
+ * classes) are checked against the model's.
  * @param path official-format data file
  * @param codebookSize K of the model
+ * @param numClasses the classifier's classes: every label must be below it
  * @returns the dataset
  */
-export async function openData(path: string, codebookSize: number): Promise<TokenDataset> {
-  return await openTokenDataset(path, { codebookSize });
+export async function openData(
+  path: string,
+  codebookSize: number,
+  numClasses?: number,
+): Promise<TokenDataset> {
+  return await openTokenDataset(path, { codebookSize, numClasses });
 }
 
 /** Common options of the task runners. */
@@ -220,8 +226,9 @@ export async function runFinetuneTask(
       `init ${config.init ?? "none (from scratch)"}`,
   );
   const K = config.model.codebookSize as number;
-  const data = await openData(config.data.train, K);
-  const test = config.data.test === null ? null : await openData(config.data.test, K);
+  const C = config.model.numClasses as number;
+  const data = await openData(config.data.train, K, C);
+  const test = config.data.test === null ? null : await openData(config.data.test, K, C);
   const augment = await openRunAugment("finetune", config);
   if (augment !== null) print(`finetune: augmentation ${describeAugment(config)}`);
   const model = new TokenClassifier(config.model as never, new Rng(config.seed).fork("init"));
