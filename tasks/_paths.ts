@@ -1,0 +1,35 @@
+/**
+ * Path arguments of the tasks are the caller's: `deno task` runs every task in the project
+ * folder, but sets `INIT_CWD` to the folder the user typed the command in. A relative path
+ * given on the command line is resolved against that folder; absolute paths, and every
+ * path when `INIT_CWD` is unset or is the working folder, are left as they are.
+ *
+ * @module
+ */
+import { isAbsolute, join } from "node:path";
+
+/**
+ * Resolve a path argument against the caller's working folder (`INIT_CWD`).
+ *
+ * @param path a path as the user typed it (`undefined` passes through)
+ * @returns the path to open from the task's working folder
+ *
+ * @example
+ * ```ts
+ * import { callerPath } from "./_paths.ts";
+ * console.assert(callerPath("/abs/x.ckpt") === "/abs/x.ckpt");
+ * ```
+ */
+export function callerPath(path: string): string;
+export function callerPath(path: string | undefined): string | undefined;
+export function callerPath(path: string | undefined): string | undefined {
+  if (path === undefined || path === "" || isAbsolute(path)) return path;
+  let base: string | undefined;
+  try {
+    base = Deno.env.get("INIT_CWD");
+  } catch {
+    return path; // no env permission
+  }
+  if (base === undefined || base === "" || base === Deno.cwd()) return path;
+  return join(base, path);
+}
