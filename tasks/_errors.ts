@@ -17,6 +17,11 @@ export const USER_ERRORS: readonly string[] = [
   "BackendUnavailableError",
   "TokenFileError",
   "CorruptRecordError",
+  "GunzipLimitError",
+  "UnsafePickleError",
+  "IsADirectory",
+  "NotADirectory",
+  "PermissionDenied",
 ];
 
 /**

@@ -6,12 +6,14 @@
  * size, grid side, code range, histogram summary (distinct codes, top codes, entropy),
  * labels, and `sha256` = hex SHA-256 of all decoded codes in record order, row-major, each
  * a little-endian int32. A corrupt file exits with status 1 and one line naming the
- * file and record; bad arguments exit with status 2.
+ * file and record; bad arguments exit with status 2. Relative paths are the caller's
+ * (`INIT_CWD`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { openTokenDataset, summarizeTokenDataset, TokenFileError } from "@lib/tokens";
+import { callerPath } from "./_paths.ts";
 
 const USAGE =
   "usage: deno task tokens:inspect <data.bin.gz> [--index <file>] [--labels <file>|--no-labels] " +
@@ -63,12 +65,12 @@ async function main(args: string[]): Promise<void> {
   if (positionals.length !== 1) {
     fail(`expected one data file, got ${positionals.length}\n${USAGE}`, 2);
   }
-  const dataPath = positionals[0];
+  const dataPath = callerPath(positionals[0]);
   const top = intOption("top", values.top) ?? 10;
   try {
     const ds = await openTokenDataset(dataPath, {
-      indexPath: values.index,
-      labelsPath: values["no-labels"] ? null : values.labels,
+      indexPath: callerPath(values.index),
+      labelsPath: values["no-labels"] ? null : callerPath(values.labels),
       codebookSize: intOption("codebook-size", values["codebook-size"]),
       gridSide: intOption("grid-side", values["grid-side"]),
     });
