@@ -33,3 +33,35 @@ export function callerPath(path: string | undefined): string | undefined {
   if (base === undefined || base === "" || base === Deno.cwd()) return path;
   return join(base, path);
 }
+
+/** The path flags every training-style task takes (`TaskArgs` of `@lib/train`). */
+export interface TaskPathArgs {
+  /** `--config` */
+  config?: string;
+  /** `--resume` */
+  resume?: string;
+  /** `--data` */
+  data?: string;
+  /** `--out` */
+  out?: string;
+  /** `--init` (`"null"` is not a path) */
+  init?: string;
+}
+
+/**
+ * Resolve the path flags of parsed task arguments against the caller's folder.
+ *
+ * @param args parsed arguments (`parseTaskArgs` of `@lib/train`)
+ * @returns a copy with `config`, `resume`, `data`, `out` and `init` resolved by
+ *   {@linkcode callerPath}
+ */
+export function callerTaskArgs<T extends TaskPathArgs>(args: T): T {
+  return {
+    ...args,
+    config: callerPath(args.config),
+    resume: callerPath(args.resume),
+    data: callerPath(args.data),
+    out: callerPath(args.out),
+    init: args.init === "null" ? args.init : callerPath(args.init),
+  };
+}

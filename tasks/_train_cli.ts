@@ -37,6 +37,7 @@ import {
   type TaskArgs,
   withAddedRunKeys,
 } from "@lib/train";
+import { callerTaskArgs } from "./_paths.ts";
 
 /** The config file a task reads when `--config` is not given. */
 export const DEFAULT_CONFIGS = {
@@ -276,7 +277,7 @@ export async function taskMain(
 ): Promise<number> {
   let args: TaskArgs;
   try {
-    args = parseTaskArgs(workersFlag(argv));
+    args = callerTaskArgs(parseTaskArgs(workersFlag(argv)));
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n\n${usage}`);
     return 2;
