@@ -88,7 +88,9 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const files = positionals.length ? positionals.map(callerPath) : await defaultNotebooks();
+  const files = positionals.length
+    ? positionals.map((p) => callerPath(p))
+    : await defaultNotebooks();
   if (values.strip) return await strip(files, values.check);
   if (values.budget !== "small" && values.budget !== "full") {
     fail(2, `--budget must be "small" or "full", got "${values.budget}"`);
