@@ -3,7 +3,8 @@
  *
  * @module
  */
-import { constants, createGunzip, gunzipSync, gzipSync } from "node:zlib";
+import { createGunzip, gunzipSync, gzipSync } from "node:zlib";
+import { Gunzip } from "fflate";
 import { Readable } from "node:stream";
 import { readFileChecked, writeFileAtomic } from "./fs.ts";
 import { maxReadBytes } from "./limits.ts";
@@ -80,7 +81,7 @@ export function gunzip(bytes: Uint8Array, options: GzipReadOptions = {}): Uint8A
 
 /**
  * Decompress only the start of a gzip buffer: at least `length` bytes when the stream
- * holds that many, reading no more compressed input than needed (in doubling slices), so
+ * holds that many, reading no more compressed input than needed (64 bytes at a time), so
  * that a header can be parsed before anything large is allocated.
  *
  * @param bytes the gzip file's bytes
@@ -103,22 +104,29 @@ export function gunzipPrefix(
   options: GzipReadOptions = {},
 ): Uint8Array {
   const source = options.source ?? "<bytes>";
-  // deflate expands at most ~1032x: this much output always covers `length`
-  const cap = Math.max(1, Math.min(2 ** 31, 1032 * (length + 64) + 65536));
-  for (let take = 256;; take *= 2) {
-    const slice = bytes.subarray(0, Math.min(take, bytes.length));
-    let out: Uint8Array;
-    try {
-      const b = gunzipSync(slice, { finishFlush: constants.Z_SYNC_FLUSH, maxOutputLength: cap });
-      out = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-    } catch (e) {
-      if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
-        throw new GunzipLimitError(source, cap);
-      }
-      throw gunzipError(source, e);
+  const parts: Uint8Array[] = [];
+  let have = 0;
+  // fflate's streaming gunzip (multi-member), fed 64 compressed bytes at a time: each push
+  // yields at most ~66 KB, and feeding stops as soon as `length` bytes are out
+  const gz = new Gunzip((chunk) => {
+    parts.push(chunk);
+    have += chunk.length;
+  });
+  try {
+    for (let pos = 0; pos < bytes.length && have < length; pos += 64) {
+      const end = Math.min(pos + 64, bytes.length);
+      gz.push(bytes.subarray(pos, end), end === bytes.length);
     }
-    if (out.length >= length || slice.length === bytes.length) return out;
+  } catch (e) {
+    if (have < length) throw gunzipError(source, e);
   }
+  const out = new Uint8Array(have);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /**
