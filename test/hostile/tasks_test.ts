@@ -1,0 +1,72 @@
+/**
+ * Hostile command lines for the non-training tasks: a missing fixture folder, output paths
+ * that cannot be written, and relative paths typed in another folder than the project's.
+ */
+import assert from "node:assert/strict";
+import { f32Bytes, tensorPV, torchZip } from "../io/_pickler.ts";
+import { assertBounded, assertRefused, listDir, ROOT, runBounded, withTempDir } from "./_run.ts";
+
+Deno.test("deno task parity on a missing folder, a file or a folder without meta.json: one line, exit 2", async () => {
+  await withTempDir(async (dir) => {
+    let r = await runBounded(["run", "-A", "tasks/parity.ts", `${dir}/missing`]);
+    assertRefused(r, {
+      code: 2,
+      message:
+        /^parity: No parity fixture at ".*\/missing": .*\/missing\/meta\.json does not exist$/,
+    });
+    await Deno.writeTextFile(`${dir}/file`, "x");
+    r = await runBounded(["run", "-A", "tasks/parity.ts", `${dir}/file`]);
+    assertRefused(r, { code: 2, message: /^parity: .*file\/meta\.json/ });
+    await Deno.writeTextFile(`${dir}/meta.json`, "{not json");
+    r = await runBounded(["run", "-A", "tasks/parity.ts", dir]);
+    assertRefused(r, { code: 2, message: /^parity: Cannot parse ".*meta\.json": / });
+  });
+});
+
+Deno.test("decode into a missing folder or onto a folder: one line naming the user's path, before any work", async () => {
+  await withTempDir(async (dir) => {
+    // no decoder and no data are needed: the output is checked first
+    const data = `${dir}/x-token.data.bin.gz`;
+    let r = await runBounded(["run", "-A", "tasks/decode.ts", data, "--out", `${dir}/no/g.png`]);
+    assertRefused(r, {
+      code: 2,
+      message: /^decode: Cannot write output ".*\/no\/g\.png": folder ".*\/no" does not exist$/,
+    });
+    await Deno.mkdir(`${dir}/g.png`);
+    r = await runBounded(["run", "-A", "tasks/decode.ts", data, "--out", `${dir}/g.png`]);
+    assertRefused(r, {
+      code: 2,
+      message: /^decode: Cannot write output ".*\/g\.png": it is a directory$/,
+    });
+    assert.deepEqual(await listDir(dir), ["g.png"]);
+  });
+});
+
+Deno.test("relative paths of deno task are the caller's folder (INIT_CWD), not the project's", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.mkdir(`${dir}/in`);
+    await Deno.writeFile(
+      `${dir}/in/c.ckpt`,
+      torchZip(tensorPV("0", "FloatStorage", 2, 0, [2], [1]), { "0": f32Bytes([1, 2]) }),
+    );
+    // typed in `dir`: deno task finds the project by --config and runs in the project root
+    const r = await runBounded(
+      ["task", "--config", `${ROOT}/deno.json`, "ckpt:convert", "in/c.ckpt", "c.safetensors"],
+      { cwd: dir },
+    );
+    assertBounded(r);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(await listDir(dir), ["c.safetensors", "in"]);
+    // and nothing appeared in the project folder
+    await assert.rejects(() => Deno.stat(`${ROOT}/c.safetensors`), Deno.errors.NotFound);
+    // a missing relative input is named as resolved from the caller's folder
+    const m = await runBounded(
+      ["task", "--config", `${ROOT}/deno.json`, "ckpt:convert", "nope.ckpt", "o.safetensors"],
+      { cwd: dir },
+    );
+    assertRefused(m, {
+      code: 1,
+      message: new RegExp(`^ckpt:convert: Cannot read "${dir}/nope\\.ckpt": no such file$`),
+    });
+  });
+});
