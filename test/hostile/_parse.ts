@@ -1,14 +1,15 @@
 /**
  * Run one parser on one file, for the hostile-input suite's subprocesses:
  *
- *     deno run -A test/hostile/_parse.ts <npy|idx|safetensors|torch|tokens> <file> [--classes C]
+ *     deno run -A test/hostile/_parse.ts <npy|idx|png|safetensors|torch|tokens> <file>
+ *       [--classes C]
  *
  * Prints `ok` and exits 0 when the file parses; prints `<ErrorName>: <message>` (one line)
  * and exits 1 for a typed error; anything else keeps its stack trace (exit 1 by Deno).
  *
  * @module
  */
-import { readIdxFile, readNpyFile, readSafetensorsFile, readTorchFile } from "@lib/io";
+import { readIdxFile, readNpyFile, readPngFile, readSafetensorsFile, readTorchFile } from "@lib/io";
 import { openTokenDataset } from "@lib/tokens";
 
 const [kind, file, ...rest] = Deno.args;
@@ -20,6 +21,9 @@ try {
       break;
     case "idx":
       await readIdxFile(file);
+      break;
+    case "png":
+      await readPngFile(file);
       break;
     case "safetensors":
       await readSafetensorsFile(file);

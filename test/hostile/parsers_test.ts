@@ -3,6 +3,7 @@
  * test/hostile/_parse.ts: safetensors data_offsets that do not tile the data, gzip bombs
  * behind .npy and idx headers, headers asking for more than the cap.
  */
+import { deflateSync } from "node:zlib";
 import { gzip, writeNpy } from "@lib/io";
 import { assertRefused, runBounded, withTempDir } from "./_run.ts";
 
@@ -121,6 +122,50 @@ Deno.test("headers asking for more than the cap (SEITPP_MAX_READ_BYTES) are Rang
       code: 1,
       message:
         /^RangeError: Cannot read safetensors ".*big\.safetensors": it asks for 1048577 bytes/,
+    });
+  });
+});
+
+function crc32(bytes: Uint8Array): number {
+  let c = ~0;
+  for (const b of bytes) {
+    c ^= b;
+    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
+  }
+  return ~c >>> 0;
+}
+
+function chunk(type: string, data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(12 + data.length);
+  const v = new DataView(out.buffer);
+  v.setUint32(0, data.length);
+  out.set(new TextEncoder().encode(type), 4);
+  out.set(data, 8);
+  v.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
+  return out;
+}
+
+Deno.test("a PNG whose image data is a zlib bomb stops at the bytes its 1x1 header needs", async () => {
+  await withTempDir(async (dir) => {
+    const ihdr = new Uint8Array([0, 0, 0, 1, 0, 0, 0, 1, 8, 0, 0, 0, 0]); // 1x1 gray, 8-bit
+    const idat = deflateSync(new Uint8Array(256 * 2 ** 20), { level: 9 }); // ~256 KB
+    const parts = [
+      new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+      chunk("IHDR", ihdr),
+      chunk("IDAT", idat),
+      chunk("IEND", new Uint8Array(0)),
+    ];
+    const png = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      png.set(p, at);
+      at += p.length;
+    }
+    await Deno.writeFile(`${dir}/bomb.png`, png);
+    assertRefused(await parse("png", `${dir}/bomb.png`), {
+      code: 1,
+      message:
+        /^SyntaxError: Cannot decode PNG ".*bomb\.png": image data inflates past the 2 bytes a 1x1 image needs$/,
     });
   });
 });
