@@ -150,7 +150,7 @@ export function assertRefused(r: BoundedRun, want: Refusal): string {
   assertBounded(r);
   const lines = r.stderr.split("\n").filter((l) => l !== "" && !l.startsWith("Task "))
     // a backend banner is not part of the error
-    .filter((l) => !/^backend /.test(l));
+    .filter((l) => !/^backend:? /.test(l));
   assert.equal(lines.length, 1, `expected one line on stderr, got:\n${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s+at /m, `a stack trace:\n${r.stderr}`);
   assert.match(lines[0], want.message);

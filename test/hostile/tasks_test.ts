@@ -70,3 +70,42 @@ Deno.test("relative paths of deno task are the caller's folder (INIT_CWD), not t
     });
   });
 });
+
+Deno.test("decode with a decoder whose safetensors offsets overlap: refused naming the tensor, no PNG", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.copyFile(`${ROOT}/data/fmnist8/tokenizer.json`, `${dir}/tokenizer.json`);
+    const bytes = await Deno.readFile(`${ROOT}/data/fmnist8/decoder.safetensors`);
+    const n = Number(new DataView(bytes.buffer).getBigUint64(0, true));
+    const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+    // the second tensor in data order starts 4 bytes early, inside the first
+    const names = Object.keys(header).filter((k) => k !== "__metadata__")
+      .sort((a, b) => header[a].data_offsets[0] - header[b].data_offsets[0]);
+    const victim = names[1];
+    header[victim].data_offsets = header[victim].data_offsets.map((o: number) => o - 4);
+    const h = new TextEncoder().encode(JSON.stringify(header));
+    const out = new Uint8Array(8 + h.length + bytes.length - 8 - n);
+    new DataView(out.buffer).setBigUint64(0, BigInt(h.length), true);
+    out.set(h, 8);
+    out.set(bytes.subarray(8 + n), 8 + h.length);
+    await Deno.writeFile(`${dir}/decoder.safetensors`, out);
+    const r = await runBounded([
+      "run",
+      "-A",
+      "tasks/decode.ts",
+      `${dir}/x-token.data.bin.gz`,
+      "--decoder",
+      dir,
+      "--backend",
+      "cpu",
+    ]);
+    assertRefused(r, {
+      code: 1,
+      message: new RegExp(
+        `^decode: Cannot read safetensors ".*decoder\\.safetensors": tensor "${victim}" data \\[\\d+, \\d+\\) overlaps tensor "${
+          names[0]
+        }"`,
+      ),
+    });
+    assert.deepEqual(await listDir(dir), ["decoder.safetensors", "tokenizer.json"]);
+  });
+});
