@@ -42,6 +42,8 @@ export interface BoundedOptions {
   cwd?: string;
   /** Extra environment. */
   env?: Record<string, string>;
+  /** Variables to remove from the inherited environment. */
+  unsetEnv?: string[];
 }
 
 async function hasGnuTime(): Promise<boolean> {
@@ -84,7 +86,13 @@ export async function runBounded(
   const child = new Deno.Command(argv[0], {
     args: argv.slice(1),
     cwd: options.cwd ?? ROOT,
-    env: { DENO_V8_FLAGS: `--max-old-space-size=${HEAP_MB}`, NO_COLOR: "1", ...options.env },
+    clearEnv: true,
+    env: {
+      ...withoutKeys(Deno.env.toObject(), options.unsetEnv ?? []),
+      DENO_V8_FLAGS: `--max-old-space-size=${HEAP_MB}`,
+      NO_COLOR: "1",
+      ...options.env,
+    },
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -115,6 +123,12 @@ export async function runBounded(
     seconds,
     meter: gnu ? "gnu-time" : "proc-vmhwm",
   };
+}
+
+function withoutKeys(env: Record<string, string>, keys: string[]): Record<string, string> {
+  const out = { ...env };
+  for (const k of keys) delete out[k];
+  return out;
 }
 
 async function descendants(root: number): Promise<number[]> {

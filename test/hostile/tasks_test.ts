@@ -50,9 +50,11 @@ Deno.test("relative paths of deno task are the caller's folder (INIT_CWD), not t
       torchZip(tensorPV("0", "FloatStorage", 2, 0, [2], [1]), { "0": f32Bytes([1, 2]) }),
     );
     // typed in `dir`: deno task finds the project by --config and runs in the project root
+    // (INIT_CWD is removed: an outer `deno task test` set it, and deno task keeps it)
+    const fresh = { cwd: dir, unsetEnv: ["INIT_CWD"] };
     const r = await runBounded(
       ["task", "--config", `${ROOT}/deno.json`, "ckpt:convert", "in/c.ckpt", "c.safetensors"],
-      { cwd: dir },
+      fresh,
     );
     assertBounded(r);
     assert.equal(r.code, 0, r.stderr);
@@ -62,7 +64,7 @@ Deno.test("relative paths of deno task are the caller's folder (INIT_CWD), not t
     // a missing relative input is named as resolved from the caller's folder
     const m = await runBounded(
       ["task", "--config", `${ROOT}/deno.json`, "ckpt:convert", "nope.ckpt", "o.safetensors"],
-      { cwd: dir },
+      fresh,
     );
     assertRefused(m, {
       code: 1,
