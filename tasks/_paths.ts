@@ -4,6 +4,11 @@
  * given on the command line is resolved against that folder; absolute paths, and every
  * path when `INIT_CWD` is unset or is the working folder, are left as they are.
  *
+ * `deno task` sets `INIT_CWD` only when it is unset, so every process below one `deno task`
+ * (a test run, a grid's workers) inherits the first one's folder: a subprocess started with
+ * relative path arguments from a `deno task` typed outside the project root resolves them
+ * there. Pass absolute paths to subprocesses, or remove `INIT_CWD` from their environment.
+ *
  * @module
  */
 import { isAbsolute, join } from "node:path";
