@@ -4,7 +4,8 @@
  * and its peak resident memory measured: by GNU time (`/usr/bin/time -f %M`, which reports
  * the largest RSS of the processes it waited for) when installed, otherwise by sampling
  * `/proc/<pid>/status` VmHWM (the kernel's high-water mark) every 10 ms until exit
- * (`SEITPP_HOSTILE_METER=proc` forces the sampler, to check it).
+ * (`SEITPP_HOSTILE_METER=proc` forces the sampler, to check it; `SEITPP_HOSTILE_REPORT=1`
+ * prints each run's exit code, peak and time).
  *
  * @module
  */
@@ -115,6 +116,13 @@ export async function runBounded(
     if (Number.isFinite(kb)) peak = Math.max(peak, kb * 1024);
   }
   const dec = new TextDecoder();
+  if (Deno.env.get("SEITPP_HOSTILE_REPORT") === "1") {
+    console.error(
+      `[hostile] exit ${out.code}, peak ${(peak / 2 ** 20).toFixed(0)} MiB, ${
+        seconds.toFixed(2)
+      } s: ${args.slice(0, 4).join(" ")}`,
+    );
+  }
   return {
     code: out.code,
     stdout: dec.decode(out.stdout),
@@ -150,6 +158,8 @@ export interface Refusal {
   code: number;
   /** The one stderr line (after any `Task ...` line of `deno task`) must match this. */
   message: RegExp;
+  /** Progress lines to leave out before counting (a task's banner). */
+  ignore?: RegExp;
 }
 
 /**
@@ -164,7 +174,7 @@ export function assertRefused(r: BoundedRun, want: Refusal): string {
   assertBounded(r);
   const lines = r.stderr.split("\n").filter((l) => l !== "" && !l.startsWith("Task "))
     // a backend banner is not part of the error
-    .filter((l) => !/^backend:? /.test(l));
+    .filter((l) => !/^backend:? /.test(l) && !(want.ignore?.test(l) ?? false));
   assert.equal(lines.length, 1, `expected one line on stderr, got:\n${r.stderr}`);
   assert.doesNotMatch(r.stderr, /^\s+at /m, `a stack trace:\n${r.stderr}`);
   assert.match(lines[0], want.message);

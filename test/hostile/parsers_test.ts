@@ -4,7 +4,9 @@
  * behind .npy and idx headers, headers asking for more than the cap.
  */
 import { deflateSync } from "node:zlib";
+import { zipSync } from "fflate";
 import { gzip, writeNpy } from "@lib/io";
+import { f32Bytes, pickle, type PV, tensorPV, torchZip } from "../io/_pickler.ts";
 import { assertRefused, runBounded, withTempDir } from "./_run.ts";
 
 const parse = (kind: string, file: string, env?: Record<string, string>) =>
@@ -166,6 +168,34 @@ Deno.test("a PNG whose image data is a zlib bomb stops at the bytes its 1x1 head
       code: 1,
       message:
         /^SyntaxError: Cannot decode PNG ".*bomb\.png": image data inflates past the 2 bytes a 1x1 image needs$/,
+    });
+  });
+});
+
+Deno.test("the torch reader's error classes: RangeError for 200 broadcast views, SyntaxError for a lying zip entry", async () => {
+  await withTempDir(async (dir) => {
+    const views: PV[] = [];
+    for (let i = 0; i < 200; i++) views.push(tensorPV("0", "FloatStorage", 1, 0, [2 ** 22], [0]));
+    await Deno.writeFile(`${dir}/v.pth`, torchZip({ list: views }, { "0": f32Bytes([7]) }));
+    assertRefused(await parse("torch", `${dir}/v.pth`), {
+      code: 1,
+      message: /^RangeError: Cannot read torch file ".*v\.pth": its 200 tensors expand past/,
+    });
+    const z = zipSync({
+      "archive/data.pkl": pickle(tensorPV("0", "FloatStorage", 10, 0, [10], [1])),
+      "archive/data/0": new Uint8Array(64 * 2 ** 20),
+    }, { level: 6 });
+    const v = new DataView(z.buffer);
+    for (let p = 0; p + 46 <= z.length; p++) {
+      if (v.getUint32(p, true) === 0x02014b50 && v.getUint32(p + 24, true) === 64 * 2 ** 20) {
+        v.setUint32(p + 24, 40, true);
+      }
+    }
+    await Deno.writeFile(`${dir}/z.pth`, z);
+    assertRefused(await parse("torch", `${dir}/z.pth`), {
+      code: 1,
+      message:
+        /^SyntaxError: Cannot read torch file ".*z\.pth": entry "archive\/data\/0" inflates past its declared 40 bytes$/,
     });
   });
 });

@@ -178,3 +178,56 @@ Deno.test("the dataset reader's errors are TokenFileErrors callers can catch", a
     await assert.rejects(() => openTokenDataset(p.data, { labelsPath: null }), TokenFileError);
   });
 });
+
+Deno.test("finetune on labels of another label set (57 of 10 classes): one line naming file and line, no run folder", async () => {
+  await withTempDir(async (dir) => {
+    const p = await dataset(dir, "ft");
+    const lines = Array.from({ length: 50 }, (_, i) => i % 10);
+    lines[41] = 57;
+    await Deno.writeTextFile(p.labels, lines.join("\n") + "\n");
+    const r = await runBounded([
+      "run",
+      "-A",
+      "tasks/finetune.ts",
+      "--backend=cpu",
+      "--init=null",
+      `--data=${p.data}`,
+      `--out=${dir}/runs`,
+    ]);
+    assertRefused(r, {
+      code: 1,
+      ignore: /^finetune: config /,
+      message:
+        /^error: TokenFileError: Cannot use labels ".*ft-label\.txt": line 42 holds 57, outside the 10 classes 0\.\.9$/,
+    });
+    assert.deepEqual((await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name).sort(), [
+      "ft-label.txt",
+      "ft-token.data.bin.gz",
+      "ft-token.index.npy.gz",
+    ]);
+  });
+});
+
+Deno.test("the parsers' error classes: TokenFileError for a bomb index, CorruptRecordError for a 4 GiB record, TypeError for a folder", async () => {
+  await withTempDir(async (dir) => {
+    const p = await dataset(dir);
+    const offsets = [0];
+    for (let r = 0; r < 50; r++) offsets.push(Math.round(((r + 1) * p.raw.length) / 50));
+    await Deno.writeFile(p.index, gzipBomb(offsetsNpy(offsets), 16));
+    assertRefused(await parse("tokens", p.data), {
+      code: 1,
+      message: /^TokenFileError: Cannot read \.npy ".*": it decompresses past the \d+ bytes/,
+    });
+    await Deno.writeFile(p.index, gzip(offsetsNpy([0, 2 ** 32])));
+    assertRefused(await parse("tokens", p.data), {
+      code: 1,
+      message: /^CorruptRecordError: Cannot decode record 0 of ".*t-token\.index\.npy\.gz": /,
+    });
+    await Deno.remove(p.index);
+    await Deno.mkdir(p.index);
+    assertRefused(await parse("tokens", p.data), {
+      code: 1,
+      message: /^TypeError: Cannot read index ".*": it is a directory, not a file$/,
+    });
+  });
+});
