@@ -3,6 +3,7 @@
  * that cannot be written, and relative paths typed in another folder than the project's.
  */
 import assert from "node:assert/strict";
+import { writeTokenDataset } from "@lib/tokens";
 import { f32Bytes, tensorPV, torchZip } from "../io/_pickler.ts";
 import { assertBounded, assertRefused, listDir, ROOT, runBounded, withTempDir } from "./_run.ts";
 
@@ -109,5 +110,47 @@ Deno.test("decode with a decoder whose safetensors offsets overlap: refused nami
       ),
     });
     assert.deepEqual(await listDir(dir), ["decoder.safetensors", "tokenizer.json"]);
+  });
+});
+
+Deno.test("tokenize with --out naming a file: one line, exit 2, the file untouched", async () => {
+  await withTempDir(async (dir) => {
+    await Deno.writeTextFile(`${dir}/out`, "mine");
+    const r = await runBounded([
+      "run",
+      "-A",
+      "tasks/tokenize.ts",
+      "--tokenizer",
+      `${ROOT}/data/fmnist8`,
+      "--out",
+      `${dir}/out`,
+      "--backend",
+      "cpu",
+    ]);
+    assertRefused(r, {
+      code: 2,
+      message: /^tokenize: Cannot write to --out ".*\/out": it is a file, not a folder$/,
+    });
+    assert.equal(await Deno.readTextFile(`${dir}/out`), "mine");
+  });
+});
+
+Deno.test("writeTokenDataset into a missing folder names the user's path, and leaves nothing", async () => {
+  await withTempDir(async (dir) => {
+    const codes = new Int32Array(2 * 4);
+    await assert.rejects(
+      () => writeTokenDataset(`${dir}/no/x-token.data.bin.gz`, codes, { gridSide: 2 }),
+      {
+        name: "NotFound",
+        message:
+          `Cannot write token data "${dir}/no/x-token.data.bin.gz": folder "${dir}/no" does not exist`,
+      },
+    );
+    await assert.rejects(
+      () =>
+        writeTokenDataset(`${dir}/y-token.data.bin.gz`, codes, { gridSide: 2, labels: [0, -1] }),
+      { name: "RangeError", message: /Cannot use label -1 for record 1: expected a class index/ },
+    );
+    assert.deepEqual(await listDir(dir), []);
   });
 });
