@@ -124,6 +124,12 @@ Deno.test("labels -1 and 57 (of 10 classes) are found when the data opens, namin
       message:
         /^TokenFileError: Cannot use labels ".*t-label\.txt": line 42 holds 57, outside the 10 classes 0\.\.9$/,
     });
+    r = await inspect(p.data, "--classes", "10");
+    assertRefused(r, {
+      code: 1,
+      message:
+        /^tokens:inspect: Cannot use labels ".*t-label\.txt": line 42 holds 57, outside the 10 classes 0\.\.9$/,
+    });
     // the training tasks open their data through openData, which checks the model's classes
     await assert.rejects(() => openData(p.data, 391, 10), {
       name: "TokenFileError",
