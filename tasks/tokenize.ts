@@ -148,6 +148,28 @@ async function main(args: string[]): Promise<void> {
   for (const s of sets) {
     if (!/^[A-Za-z0-9_.-]+$/.test(s.name)) fail(`--name "${s.name}" must be a plain file name`, 2);
   }
+  // every input is found and every label file read before the first output is written
+  const labelsOf = new Map<string, Int32Array>();
+  for (const s of sets) {
+    try {
+      await Deno.stat(s.images);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) fail(`Cannot read "${s.images}": no such file`, 1);
+      throw e;
+    }
+    if (s.labels === null) continue;
+    try {
+      labelsOf.set(s.labels, await readLabelFile(s.labels));
+    } catch (e) {
+      if (
+        e instanceof Deno.errors.NotFound || e instanceof SyntaxError || e instanceof RangeError ||
+        e instanceof TypeError || e instanceof TokenFileError
+      ) {
+        fail((e as Error).message, 1);
+      }
+      throw e;
+    }
+  }
   const info = await initBackend({ backend: (v.backend ?? "wasm") as BackendRequest });
   console.error(describeBackend(info));
   const out = callerPath(v.out);
@@ -170,7 +192,7 @@ async function main(args: string[]): Promise<void> {
       const N = loaded.images.shape[0];
       let labels: Int32Array | undefined;
       if (s.labels !== null) {
-        labels = await readLabelFile(s.labels);
+        labels = labelsOf.get(s.labels)!;
         if (labels.length !== N) {
           throw new RangeError(
             `Cannot pair "${s.images}" (${N} images) with "${s.labels}" (${labels.length} labels): counts differ`,

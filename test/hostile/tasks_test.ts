@@ -154,3 +154,45 @@ Deno.test("writeTokenDataset into a missing folder names the user's path, and le
     assert.deepEqual(await listDir(dir), []);
   });
 });
+
+Deno.test("tokenize finds a bad label file of its second set before writing anything", async () => {
+  await withTempDir(async (dir) => {
+    // two sets: the first fine, the second's labels hold -1 on line 3
+    const idx = new Uint8Array([0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 28, 0, 0, 0, 28]);
+    const images = new Uint8Array(idx.length + 2 * 28 * 28);
+    images.set(idx);
+    await Deno.writeFile(`${dir}/a-images`, images);
+    await Deno.writeTextFile(`${dir}/a.txt`, "1\n2\n");
+    await Deno.writeTextFile(`${dir}/b.txt`, "1\n2\n-1\n");
+    await Deno.mkdir(`${dir}/out`);
+    const r = await runBounded([
+      "run",
+      "-A",
+      "tasks/tokenize.ts",
+      "--tokenizer",
+      `${ROOT}/data/fmnist8`,
+      "--out",
+      `${dir}/out`,
+      "--backend",
+      "cpu",
+      "--images",
+      `${dir}/a-images`,
+      "--labels",
+      `${dir}/a.txt`,
+      "--name",
+      "a",
+      "--images",
+      `${dir}/a-images`,
+      "--labels",
+      `${dir}/b.txt`,
+      "--name",
+      "b",
+    ]);
+    assertRefused(r, {
+      code: 1,
+      message:
+        /^tokenize: Cannot read labels ".*b\.txt": line 3 holds -1; a label is a class index, 0 or more$/,
+    });
+    assert.deepEqual(await listDir(`${dir}/out`), []);
+  });
+});
