@@ -19,6 +19,11 @@ export const USER_ERRORS: readonly string[] = [
   "CorruptRecordError",
   "ResumeConflictError",
   "InitMismatchError",
+  "GunzipLimitError",
+  "UnsafePickleError",
+  "IsADirectory",
+  "NotADirectory",
+  "PermissionDenied",
 ];
 
 /**

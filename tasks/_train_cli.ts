@@ -46,6 +46,7 @@ import {
   withAddedRunKeys,
 } from "@lib/train";
 import { inNewRunFolder } from "./_run_folder.ts";
+import { callerTaskArgs } from "./_paths.ts";
 
 /** The config file a task reads when `--config` is not given. */
 export const DEFAULT_CONFIGS = {
@@ -194,13 +195,19 @@ function resolveModel(kind: Kind, model: unknown): PretrainConfig["model"] {
 }
 
 /**
- * Open a token dataset for a model: the codebook size is checked against the model's.
+ * Open a token dataset for a model: the codebook size (and the labels, when the model has
+ * classes) are checked against the model's.
  * @param path official-format data file
  * @param codebookSize K of the model
+ * @param numClasses the classifier's classes: every label must be below it
  * @returns the dataset
  */
-export async function openData(path: string, codebookSize: number): Promise<TokenDataset> {
-  return await openTokenDataset(path, { codebookSize });
+export async function openData(
+  path: string,
+  codebookSize: number,
+  numClasses?: number,
+): Promise<TokenDataset> {
+  return await openTokenDataset(path, { codebookSize, numClasses });
 }
 
 /** Common options of the task runners. */
@@ -328,7 +335,9 @@ export async function runFinetuneTask(
     `finetune: config ${source}; data ${config.data.train}; test ${config.data.test}; ` +
       `init ${config.init ?? "none (from scratch)"}`,
   );
-  const data = await openData(config.data.train, config.model.codebookSize as number);
+  // labels are checked against the model's classes when the data opens (test data: launchRun)
+  const C = config.model.numClasses as number;
+  const data = await openData(config.data.train, config.model.codebookSize as number, C);
   const records = recordsOf(data, config.data.limitTrain);
   scheduledSteps(config, records); // the plan fits the data (checked before a folder is made)
   const finished = await beforeResume("finetune", resolved, records, print);
@@ -377,7 +386,7 @@ export async function taskMain(
 ): Promise<number> {
   let args: TaskArgs;
   try {
-    args = parseTaskArgs(workersFlag(argv));
+    args = callerTaskArgs(parseTaskArgs(workersFlag(argv)));
   } catch (e) {
     console.error(`error: ${(e as Error).message}\n\n${usage}`);
     return 2;

@@ -35,6 +35,7 @@ import {
   signalGridWorkers,
   subprocessExecutor,
 } from "@lib/train";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = `Usage: deno task ablate --grid <config> [options]
 
@@ -99,8 +100,8 @@ function parseArgs(argv: readonly string[]): AblateArgs {
             throw new SyntaxError(`Option --jobs needs an integer >= 1, got ${JSON.stringify(v)}`);
           }
           a.jobs = n;
-        } else if (name === "grid") a.grid = v;
-        else if (name === "out") a.out = v;
+        } else if (name === "grid") a.grid = callerPath(v);
+        else if (name === "out") a.out = callerPath(v);
         else a.backend = v;
       } else {
         if (eq < 0) {

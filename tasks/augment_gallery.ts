@@ -18,6 +18,7 @@ import { Rng } from "@lib/random";
 import { CodeQuantizer, openTokenDataset } from "@lib/tokens";
 import { loadDecoder } from "@lib/tokenizer";
 import { applyOverrides, augmentStepFinetune, createAugmentStep, parseTaskArgs } from "@lib/train";
+import { callerTaskArgs } from "./_paths.ts";
 
 const USAGE = "usage: deno task augment:gallery [--tokenizer=DIR] [--data=TOKENS] " +
   "[--tokenadapt=WEIGHTS|''] [--rows=N] [--first=N] [--seed=N] [--out=PNG] [--scale=N] " +
@@ -41,7 +42,7 @@ async function main(args: string[]): Promise<void> {
   };
   let backend = "wasm";
   try {
-    const a = parseTaskArgs(args);
+    const a = callerTaskArgs(parseTaskArgs(args));
     if (a.help) {
       console.log(USAGE);
       return;

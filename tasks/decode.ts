@@ -9,15 +9,18 @@
  * With `--psnr-against <idx file or PNG folder>` it also decodes every record and prints
  * the reconstruction PSNR against those original images.
  *
- * Exit status 1 for unreadable input (one line naming the file/record), 2 for bad arguments.
+ * Exit status 1 for unreadable input (one line naming the file/record), 2 for bad arguments
+ * (an output folder that does not exist, an output path that is a folder). Relative paths
+ * are the caller's (`INIT_CWD`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
-import { writeFileAtomic } from "@lib/io";
+import { checkOutputPath, writeFileAtomic } from "@lib/io";
 import { openTokenDataset, TokenFileError } from "@lib/tokens";
 import { loadDecoder, loadImages, reconstructionMetrics, renderTokenGrid } from "@lib/tokenizer";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = "usage: deno task decode <NAME-token.data.bin.gz> [--decoder <dir>] " +
   "[--count N | --indices i,j,k] [--columns C] [--padding P] [--scale S] [--out <png>] " +
@@ -67,9 +70,9 @@ async function main(args: string[]): Promise<void> {
   if (positionals.length !== 1) {
     fail(`expected one data file, got ${positionals.length}\n${USAGE}`, 2);
   }
-  const dataPath = positionals[0];
+  const dataPath = callerPath(positionals[0]);
   const dir = dataPath.includes("/") ? dataPath.slice(0, dataPath.lastIndexOf("/")) : ".";
-  const decoderDir = values.decoder ?? dir;
+  const decoderDir = callerPath(values.decoder) ?? dir;
   let indices: number[] | undefined;
   if (values.indices !== undefined) {
     indices = values.indices.split(",").map((s) => {
@@ -82,7 +85,13 @@ async function main(args: string[]): Promise<void> {
   const columns = intOption("columns", values.columns);
   const padding = intOption("padding", values.padding, 0);
   const scale = intOption("scale", values.scale) ?? 2;
-  const out = values.out ?? dataPath.replace(/(-token)?\.data\.bin(\.gz)?$/, "") + "-grid.png";
+  const out = callerPath(values.out) ??
+    dataPath.replace(/(-token)?\.data\.bin(\.gz)?$/, "") + "-grid.png";
+  // a missing output folder or an output that is a folder is found before any work
+  await checkOutputPath(out).catch((e) => {
+    if (e instanceof Deno.errors.NotFound || e instanceof TypeError) fail(e.message, 2);
+    throw e;
+  });
   const info = await initBackend({ backend: (values.backend ?? "wasm") as BackendRequest });
   console.error(describeBackend(info));
   const decoder = await loadDecoder(decoderDir).catch((e) => {
@@ -105,7 +114,7 @@ async function main(args: string[]): Promise<void> {
           : ""),
     );
     if (values["psnr-against"] !== undefined) {
-      const src = values["psnr-against"];
+      const src = callerPath(values["psnr-against"]);
       const originals = await loadImages(src);
       if (originals.images.shape[0] !== ds.length) {
         fail(

@@ -18,6 +18,7 @@ import { loadGridRuns, type ReportImage, writePaperFigures } from "@lib/report";
 import { loadDecoder } from "@lib/tokenizer";
 import { CodeQuantizer, loadCodebook, openTokenDataset } from "@lib/tokens";
 import { createAugmentStep, storedRunStep } from "@lib/train";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = `Usage: deno task figures [options]
 
@@ -72,8 +73,8 @@ function parseArgs(argv: readonly string[]): FigArgs {
           throw new SyntaxError(`Option --formats takes svg and/or png, got ${JSON.stringify(v)}`);
         }
         a.formats = list as ("svg" | "png")[];
-      } else if (name === "runs") a.runs = v;
-      else if (name === "out") a.out = v;
+      } else if (name === "runs") a.runs = callerPath(v);
+      else if (name === "out") a.out = callerPath(v);
       else a.backend = v;
     } else {
       throw new SyntaxError(`Unexpected argument ${JSON.stringify(arg)}`);

@@ -26,6 +26,7 @@ import {
   runNotebooks,
   stripNotebook,
 } from "@lib/report";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = "usage: deno task notebooks [--budget small|full] [--out dir] [--timeout s] " +
   "[--quiet s] [files...]\n       deno task notebooks:strip [--check] [files...]";
@@ -87,7 +88,9 @@ async function main(args: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
-  const files = positionals.length ? positionals : await defaultNotebooks();
+  const files = positionals.length
+    ? positionals.map((p) => callerPath(p))
+    : await defaultNotebooks();
   if (values.strip) return await strip(files, values.check);
   if (values.budget !== "small" && values.budget !== "full") {
     fail(2, `--budget must be "small" or "full", got "${values.budget}"`);
@@ -102,7 +105,7 @@ async function main(args: string[]): Promise<number> {
   let results;
   try {
     results = await runNotebooks(files, {
-      outDir: values.out,
+      outDir: callerPath(values.out),
       budget: values.budget as Budget,
       cellTimeoutS: timeout,
       quietS: quiet,

@@ -4,13 +4,15 @@
  * Runs every registered parity section (lib/parity SECTIONS) against a fixture folder
  * made by the reference code, prints one JSON line per compared quantity on stdout and
  * a summary on stderr. Exits 0 only if every comparison passed; 1 if any failed or a
- * section crashed; 2 for bad arguments.
+ * section crashed; 2 for bad arguments (a missing or unreadable fixture folder included,
+ * in one line). A relative folder is the caller's (`INIT_CWD`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { BACKEND_REQUESTS, type BackendRequest, describeBackend, initBackend } from "@lib/backend";
 import { type ComparisonResult, Fixture, SECTIONS } from "@lib/parity";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = "usage: deno task parity <fixture-dir> [--backend cpu|wasm|webgpu|auto] " +
   "[--only section,section]";
@@ -38,8 +40,9 @@ async function main(): Promise<number> {
   } catch (e) {
     fail((e as Error).message);
   }
-  const [dir, ...rest] = parsed.positionals;
-  if (dir === undefined) fail("missing the fixture folder");
+  const [arg, ...rest] = parsed.positionals;
+  if (arg === undefined) fail("missing the fixture folder");
+  const dir = callerPath(arg);
   if (rest.length > 0) fail(`unexpected arguments: ${rest.join(" ")}`);
   const backend = parsed.values.backend as BackendRequest;
   if (!BACKEND_REQUESTS.includes(backend)) fail(`unknown backend "${backend}"`);
@@ -48,9 +51,23 @@ async function main(): Promise<number> {
   for (const name of only ?? []) {
     if (!known.includes(name)) fail(`unknown section "${name}" (known: ${known.join(", ")})`);
   }
+  let fixture: Fixture;
+  try {
+    fixture = await Fixture.open(dir);
+  } catch (e) {
+    // a missing folder, a file instead of one, unreadable meta.json: one line, no stack
+    const name = (e as Error)?.name;
+    if (
+      e instanceof SyntaxError || e instanceof TypeError ||
+      ["NotFound", "NotADirectory", "IsADirectory", "PermissionDenied"].includes(name)
+    ) {
+      console.error(`parity: ${(e as Error).message.split("\n")[0]}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
   const info = await initBackend({ backend });
   console.error(describeBackend(info));
-  const fixture = await Fixture.open(dir);
   const sections = SECTIONS.filter((s) => only === undefined || only.includes(s.name));
   if (sections.length === 0) fail("no section to run");
 

@@ -33,6 +33,7 @@ import { Rng } from "@lib/random";
 import { CodeQuantizer } from "@lib/tokens";
 import { gridSize, loadImages, loadTokenizer, takeImages } from "@lib/tokenizer";
 import { applyOverrides, mergeConfig, parseTaskArgs, Progress, readConfigFile } from "@lib/train";
+import { callerTaskArgs } from "./_paths.ts";
 
 const FASHION = "/usr/share/datasets/fashion-mnist";
 
@@ -86,7 +87,7 @@ async function main(args: string[]): Promise<void> {
   let cfg = defaults();
   let outDir: string, backend: string, init: string | undefined;
   try {
-    const a = parseTaskArgs(args);
+    const a = callerTaskArgs(parseTaskArgs(args));
     if (a.help) {
       console.log(USAGE);
       return;

@@ -31,7 +31,14 @@ import {
   writeNpyFile,
   writeSafetensorsFile,
 } from "@lib/io";
-import { buildSynonyms, readLabels, writeSynonyms, writeTokenDataset } from "@lib/tokens";
+import {
+  buildSynonyms,
+  readLabels,
+  TokenFileError,
+  writeSynonyms,
+  writeTokenDataset,
+} from "@lib/tokens";
+import { callerPath } from "./_paths.ts";
 import {
   decoderTensors,
   encodeImages,
@@ -133,19 +140,49 @@ async function main(args: string[]): Promise<void> {
       fail(`give one --name (and one --labels, if any) per --images\n${USAGE}`, 2);
     }
     sets = v.images.map((images, i) => ({
-      images,
-      labels: v.labels?.[i] ?? null,
+      images: callerPath(images),
+      labels: callerPath(v.labels?.[i]) ?? null,
       name: v.name![i],
     }));
   }
   for (const s of sets) {
     if (!/^[A-Za-z0-9_.-]+$/.test(s.name)) fail(`--name "${s.name}" must be a plain file name`, 2);
   }
+  // every input is found and every label file read before the first output is written
+  const labelsOf = new Map<string, Int32Array>();
+  for (const s of sets) {
+    try {
+      await Deno.stat(s.images);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) fail(`Cannot read "${s.images}": no such file`, 1);
+      throw e;
+    }
+    if (s.labels === null) continue;
+    try {
+      labelsOf.set(s.labels, await readLabelFile(s.labels));
+    } catch (e) {
+      if (
+        e instanceof Deno.errors.NotFound || e instanceof SyntaxError || e instanceof RangeError ||
+        e instanceof TypeError || e instanceof TokenFileError
+      ) {
+        fail((e as Error).message, 1);
+      }
+      throw e;
+    }
+  }
   const info = await initBackend({ backend: (v.backend ?? "wasm") as BackendRequest });
   console.error(describeBackend(info));
-  const out = v.out;
+  const out = callerPath(v.out);
+  const tokenizerDir = callerPath(v.tokenizer);
+  try {
+    if (!(await Deno.stat(out)).isDirectory) {
+      fail(`Cannot write to --out "${out}": it is a file, not a folder`, 2);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
   await Deno.mkdir(out, { recursive: true });
-  const tok = await loadTokenizer(v.tokenizer).catch((e) => fail((e as Error).message, 1));
+  const tok = await loadTokenizer(tokenizerDir).catch((e) => fail((e as Error).message, 1));
   try {
     const n = gridSize(tok.config);
     const K = tok.decoder.codebookSize;
@@ -155,7 +192,7 @@ async function main(args: string[]): Promise<void> {
       const N = loaded.images.shape[0];
       let labels: Int32Array | undefined;
       if (s.labels !== null) {
-        labels = await readLabelFile(s.labels);
+        labels = labelsOf.get(s.labels)!;
         if (labels.length !== N) {
           throw new RangeError(
             `Cannot pair "${s.images}" (${N} images) with "${s.labels}" (${labels.length} labels): counts differ`,
@@ -226,7 +263,7 @@ async function main(args: string[]): Promise<void> {
       `${out}/synonyms.json`,
       buildSynonyms(codebook, { k: Math.min(8, codebook.shape[0] - 1) }),
     );
-    const tokInfo = await Deno.readTextFile(`${v.tokenizer}/tokenizer.json`);
+    const tokInfo = await Deno.readTextFile(`${tokenizerDir}/tokenizer.json`);
     await saveDecoder(out, tok.decoder, {
       tokenizer: v.tokenizer,
       training: JSON.parse(tokInfo).info ?? {},
@@ -240,7 +277,7 @@ async function main(args: string[]): Promise<void> {
   } catch (e) {
     if (
       e instanceof Deno.errors.NotFound || e instanceof SyntaxError || e instanceof RangeError ||
-      e instanceof TypeError
+      e instanceof TypeError || e instanceof TokenFileError
     ) {
       fail((e as Error).message, 1);
     }

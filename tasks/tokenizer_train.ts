@@ -41,6 +41,7 @@ import {
   takeImages,
   trainTokenizer,
 } from "@lib/tokenizer";
+import { callerTaskArgs } from "./_paths.ts";
 
 const FASHION = "/usr/share/datasets/fashion-mnist";
 
@@ -78,7 +79,7 @@ async function main(args: string[]): Promise<void> {
   let backend: string;
   let resume = false;
   try {
-    const a = parseTaskArgs(args);
+    const a = callerTaskArgs(parseTaskArgs(args));
     if (a.help) {
       console.log(USAGE);
       return;

@@ -1,21 +1,24 @@
 /**
  * `deno task tokens:inspect <NAME-token.data.bin.gz> [--index <file>] [--labels <file>]
- *  [--codebook-size K] [--grid-side n] [--top k] [--json]`
+ *  [--codebook-size K] [--grid-side n] [--classes C] [--top k] [--json]`
  *
  * Opens a token dataset in the official SeiT format, checks every record, and prints its
  * size, grid side, code range, histogram summary (distinct codes, top codes, entropy),
  * labels, and `sha256` = hex SHA-256 of all decoded codes in record order, row-major, each
- * a little-endian int32. A corrupt file exits with status 1 and one line naming the
- * file and record; bad arguments exit with status 2.
+ * a little-endian int32. `--classes C` checks every label is below C (the model's classes).
+ * A corrupt file exits with status 1 and one line naming the
+ * file and record; bad arguments exit with status 2. Relative paths are the caller's
+ * (`INIT_CWD`).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { openTokenDataset, summarizeTokenDataset, TokenFileError } from "@lib/tokens";
+import { callerPath } from "./_paths.ts";
 
 const USAGE =
   "usage: deno task tokens:inspect <data.bin.gz> [--index <file>] [--labels <file>|--no-labels] " +
-  "[--codebook-size K] [--grid-side n] [--top k] [--json]";
+  "[--codebook-size K] [--grid-side n] [--classes C] [--top k] [--json]";
 
 function fail(message: string, status: number): never {
   console.error(`tokens:inspect: ${message}`);
@@ -47,6 +50,7 @@ async function main(args: string[]): Promise<void> {
         "no-labels": { type: "boolean" },
         "codebook-size": { type: "string" },
         "grid-side": { type: "string" },
+        classes: { type: "string" },
         top: { type: "string" },
         json: { type: "boolean" },
         help: { type: "boolean", short: "h" },
@@ -63,14 +67,15 @@ async function main(args: string[]): Promise<void> {
   if (positionals.length !== 1) {
     fail(`expected one data file, got ${positionals.length}\n${USAGE}`, 2);
   }
-  const dataPath = positionals[0];
+  const dataPath = callerPath(positionals[0]);
   const top = intOption("top", values.top) ?? 10;
   try {
     const ds = await openTokenDataset(dataPath, {
-      indexPath: values.index,
-      labelsPath: values["no-labels"] ? null : values.labels,
+      indexPath: callerPath(values.index),
+      labelsPath: values["no-labels"] ? null : callerPath(values.labels),
       codebookSize: intOption("codebook-size", values["codebook-size"]),
       gridSide: intOption("grid-side", values["grid-side"]),
+      numClasses: intOption("classes", values.classes),
     });
     const s = summarizeTokenDataset(ds, { top });
     const compressed = (await Deno.stat(dataPath)).size;

@@ -4,13 +4,42 @@
  * @module
  */
 import { createGunzip, gunzipSync, gzipSync } from "node:zlib";
+import { Gunzip } from "fflate";
 import { Readable } from "node:stream";
-import { writeFileAtomic } from "./fs.ts";
+import { readFileChecked, writeFileAtomic } from "./fs.ts";
+import { maxReadBytes } from "./limits.ts";
 
 /** Options shared by the gzip readers. */
 export interface GzipReadOptions {
   /** The file or stream name used in error messages. @default {"<bytes>"} */
   source?: string;
+  /**
+   * Stop and refuse as soon as the output passes this many bytes (what the content's own
+   * header declares, or the cap).
+   * @default {maxReadBytes()}
+   */
+  maxBytes?: number;
+}
+
+/**
+ * Thrown when a gzip stream decompresses to more bytes than allowed: more than its
+ * content declares, or more than the cap.
+ */
+export class GunzipLimitError extends RangeError {
+  /** The gzip file or stream. */
+  readonly source: string;
+  /** The limit that was passed. */
+  readonly limit: number;
+  /**
+   * @param source the gzip file or stream
+   * @param limit the limit in bytes
+   */
+  constructor(source: string, limit: number) {
+    super(`Cannot gunzip "${source}": it decompresses to more than ${limit} bytes`);
+    this.name = "GunzipLimitError";
+    this.source = source;
+    this.limit = limit;
+  }
 }
 
 function gunzipError(source: string, e: unknown): SyntaxError {
@@ -26,6 +55,7 @@ function gunzipError(source: string, e: unknown): SyntaxError {
  * @returns the decompressed bytes
  * @throws {SyntaxError} for a truncated or corrupt stream, e.g.
  *   `Cannot gunzip "a.gz": unexpected end of file`
+ * @throws {GunzipLimitError} (a RangeError) as soon as the output passes `maxBytes`
  *
  * @example
  * ```ts
@@ -35,12 +65,68 @@ function gunzipError(source: string, e: unknown): SyntaxError {
  * ```
  */
 export function gunzip(bytes: Uint8Array, options: GzipReadOptions = {}): Uint8Array {
+  const source = options.source ?? "<bytes>";
+  const limit = maxReadBytes(options.maxBytes);
   try {
-    const out = gunzipSync(bytes);
+    // node stops inflating as soon as the output passes maxOutputLength
+    const out = gunzipSync(bytes, { maxOutputLength: Math.max(1, Math.min(limit, 2 ** 32)) });
     return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
   } catch (e) {
-    throw gunzipError(options.source ?? "<bytes>", e);
+    if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw new GunzipLimitError(source, limit);
+    }
+    throw gunzipError(source, e);
   }
+}
+
+/**
+ * Decompress only the start of a gzip buffer: at least `length` bytes when the stream
+ * holds that many, reading no more compressed input than needed (64 bytes at a time), so
+ * that a header can be parsed before anything large is allocated.
+ *
+ * @param bytes the gzip file's bytes
+ * @param length how many decompressed bytes are wanted
+ * @param options source name for errors
+ * @returns the first decompressed bytes: `length` or more, fewer only when the whole
+ *   stream is shorter
+ * @throws {SyntaxError} for a corrupt stream
+ *
+ * @example
+ * ```ts
+ * import { gunzipPrefix, gzip } from "@lib/io";
+ * const head = gunzipPrefix(gzip(new Uint8Array(100_000).fill(7)), 10);
+ * console.assert(head.length >= 10 && head[9] === 7);
+ * ```
+ */
+export function gunzipPrefix(
+  bytes: Uint8Array,
+  length: number,
+  options: GzipReadOptions = {},
+): Uint8Array {
+  const source = options.source ?? "<bytes>";
+  const parts: Uint8Array[] = [];
+  let have = 0;
+  // fflate's streaming gunzip (multi-member), fed 64 compressed bytes at a time: each push
+  // yields at most ~66 KB, and feeding stops as soon as `length` bytes are out
+  const gz = new Gunzip((chunk) => {
+    parts.push(chunk);
+    have += chunk.length;
+  });
+  try {
+    for (let pos = 0; pos < bytes.length && have < length; pos += 64) {
+      const end = Math.min(pos + 64, bytes.length);
+      gz.push(bytes.subarray(pos, end), end === bytes.length);
+    }
+  } catch (e) {
+    if (have < length) throw gunzipError(source, e);
+  }
+  const out = new Uint8Array(have);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /**
@@ -101,7 +187,7 @@ export async function* gunzipChunks(
  * @throws {SyntaxError} for a corrupt gzip file
  */
 export async function readMaybeGzipped(path: string): Promise<Uint8Array> {
-  const bytes = await Deno.readFile(path);
+  const bytes = await readFileChecked(path);
   return path.endsWith(".gz") ? gunzip(bytes, { source: path }) : bytes;
 }
 

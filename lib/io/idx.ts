@@ -8,7 +8,9 @@
  * @module
  */
 import { type DType, DTYPE_BYTES, type HostTensor, sizeOf } from "./host_tensor.ts";
-import { gunzip } from "./gzip.ts";
+import { gunzip, GunzipLimitError, gunzipPrefix } from "./gzip.ts";
+import { readFileChecked } from "./fs.ts";
+import { checkReadSize, maxReadBytes } from "./limits.ts";
 
 const TYPE_TO_DTYPE: Record<number, DType> = {
   0x08: "uint8",
@@ -23,6 +25,8 @@ const TYPE_TO_DTYPE: Record<number, DType> = {
 export interface IdxReadOptions {
   /** The file name used in error messages. @default {"<bytes>"} */
   source?: string;
+  /** The cap on the decompressed size. @default {maxReadBytes()} */
+  maxBytes?: number;
 }
 
 function hex(b: number): string {
@@ -51,7 +55,27 @@ export function readIdx(bytes: Uint8Array, options: IdxReadOptions = {}): HostTe
   const source = options.source ?? "<bytes>";
   const bad = (what: string) => new SyntaxError(`Cannot read idx "${source}": ${what}`);
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    bytes = gunzip(bytes, { source });
+    // read the header first, then decompress exactly what it declares
+    const magic = gunzipPrefix(bytes, 4, { source });
+    const ndim = magic.length >= 4 ? magic[3] : 0;
+    const head = gunzipPrefix(bytes, 4 + 4 * ndim, { source });
+    if (head.length >= 4 + 4 * ndim && head[0] === 0 && head[1] === 0) {
+      const size = DTYPE_BYTES[TYPE_TO_DTYPE[head[2]]] ?? 1;
+      const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+      let declared = 4 + 4 * ndim;
+      let n = 1;
+      for (let d = 0; d < ndim; d++) n *= view.getUint32(4 + 4 * d, false);
+      declared += n * size;
+      checkReadSize(`idx "${source}"`, declared, maxReadBytes(options.maxBytes));
+      try {
+        bytes = gunzip(bytes, { source, maxBytes: declared });
+      } catch (e) {
+        if (!(e instanceof GunzipLimitError)) throw e;
+        throw bad(`it decompresses past the ${declared} bytes its header declares`);
+      }
+    } else {
+      bytes = gunzipPrefix(bytes, 4, { source }); // enough to report the bad magic
+    }
   }
   if (bytes.length < 4) throw bad(`file of ${bytes.length} bytes is shorter than the magic`);
   if (bytes[0] !== 0 || bytes[1] !== 0) {
@@ -118,7 +142,7 @@ export function readIdx(bytes: Uint8Array, options: IdxReadOptions = {}): HostTe
  * @throws {SyntaxError} for a malformed file (named in the message)
  */
 export async function readIdxFile(path: string): Promise<HostTensor> {
-  return readIdx(await Deno.readFile(path), { source: path });
+  return readIdx(await readFileChecked(path, { what: "idx file" }), { source: path });
 }
 
 /** Images and their labels, as {@linkcode readIdxImagesAndLabels} returns them. */

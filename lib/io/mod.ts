@@ -1,9 +1,11 @@
 /**
- * File formats: gzip, .npy, safetensors, idx, PNG and a safe PyTorch checkpoint reader.
+ * File formats: gzip, .npy, safetensors, idx, PNG and a safe PyTorch checkpoint reader,
+ * each bounded in what it allocates (see limits.ts).
  *
  * @module
  */
 export * from "./host_tensor.ts";
+export * from "./limits.ts";
 export * from "./fs.ts";
 export * from "./gzip.ts";
 export * from "./npy.ts";
@@ -12,3 +14,4 @@ export * from "./idx.ts";
 export * from "./png.ts";
 export * from "./pickle.ts";
 export * from "./torch.ts";
+export * from "./zip.ts";

@@ -10,8 +10,9 @@ import {
   sizeOf,
   typedArrayFromBytes,
 } from "./host_tensor.ts";
-import { gunzip, gzip } from "./gzip.ts";
-import { writeFileAtomic } from "./fs.ts";
+import { gunzip, GunzipLimitError, gunzipPrefix, gzip } from "./gzip.ts";
+import { readFileChecked, writeFileAtomic } from "./fs.ts";
+import { checkReadSize, maxReadBytes } from "./limits.ts";
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
 
@@ -43,6 +44,8 @@ const DTYPE_TO_DESCR: Partial<Record<DType, string>> = {
 export interface NpyReadOptions {
   /** The file name used in error messages. @default {"<bytes>"} */
   source?: string;
+  /** The cap on the decompressed size. @default {maxReadBytes()} */
+  maxBytes?: number;
 }
 
 function bad(source: string, what: string): SyntaxError {
@@ -57,7 +60,9 @@ function bad(source: string, what: string): SyntaxError {
  * @param options source name for errors
  * @returns the array (its data may share memory with `bytes`)
  * @throws {SyntaxError} for a bad magic, header or size, e.g.
- *   `Cannot read .npy "x.npy": data holds 12 bytes, shape [4] of int64 needs 32`
+ *   `Cannot read .npy "x.npy": data holds 12 bytes, shape [4] of int64 needs 32`, or a
+ *   gzip stream that runs past the bytes its header declares (decompression stops there)
+ * @throws {RangeError} when the header asks for more than the cap
  *
  * @example
  * ```ts
@@ -69,8 +74,45 @@ function bad(source: string, what: string): SyntaxError {
 export function readNpy(bytes: Uint8Array, options: NpyReadOptions = {}): HostTensor {
   const source = options.source ?? "<bytes>";
   if (bytes.length >= 2 && bytes[0] === 0x1f && bytes[1] === 0x8b) {
-    bytes = gunzip(bytes, { source });
+    // read the header first, then decompress exactly what it declares (a gzip bomb stops there)
+    const start = headerBounds(gunzipPrefix(bytes, 12, { source }), source, false);
+    const head = parseHeader(gunzipPrefix(bytes, start.dataStart, { source }), source);
+    const declared = head.dataStart + head.need;
+    checkReadSize(`.npy "${source}"`, declared, maxReadBytes(options.maxBytes));
+    try {
+      bytes = gunzip(bytes, { source, maxBytes: Math.max(declared, 1) });
+    } catch (e) {
+      if (!(e instanceof GunzipLimitError)) throw e;
+      throw bad(
+        source,
+        `it decompresses past the ${declared} bytes its header declares (shape [${head.shape}] of ${head.dtype})`,
+      );
+    }
   }
+  const { dtype, shape, order, fortran, dataStart, need } = parseHeader(bytes, source);
+  const have = bytes.length - dataStart;
+  if (have < need) {
+    throw bad(source, `data holds ${have} bytes, shape [${shape}] of ${dtype} needs ${need}`);
+  }
+  let raw = bytes.subarray(dataStart, dataStart + need);
+  const size = DTYPE_BYTES[dtype];
+  if (order === ">" && size > 1) {
+    raw = raw.slice();
+    for (let i = 0; i < raw.length; i += size) raw.subarray(i, i + size).reverse();
+  }
+  let data = typedArrayFromBytes(dtype, raw);
+  if (fortran && shape.length > 1) data = fortranToC(data, shape);
+  return { dtype, shape, data };
+}
+
+/** numpy itself refuses headers over 10000 bytes by default; we allow 1 MB. */
+const MAX_HEADER = 2 ** 20;
+
+function headerBounds(
+  bytes: Uint8Array,
+  source: string,
+  complete = true,
+): { major: number; headerStart: number; dataStart: number } {
   if (bytes.length < 10 || MAGIC.some((m, i) => bytes[i] !== m)) {
     throw bad(source, "missing the \\x93NUMPY magic");
   }
@@ -87,13 +129,31 @@ export function readNpy(bytes: Uint8Array, options: NpyReadOptions = {}): HostTe
   } else {
     throw bad(source, `unsupported format version ${major}.${bytes[7]}`);
   }
+  if (headerLen > MAX_HEADER) {
+    throw bad(source, `header of ${headerLen} bytes is longer than the ${MAX_HEADER} allowed`);
+  }
   const dataStart = headerStart + headerLen;
-  if (dataStart > bytes.length) {
+  if (complete && dataStart > bytes.length) {
     throw bad(
       source,
       `header of ${headerLen} bytes runs past the end of the ${bytes.length}-byte file`,
     );
   }
+  return { major, headerStart, dataStart };
+}
+
+interface NpyHeader {
+  dtype: DType;
+  shape: number[];
+  order: string;
+  fortran: boolean;
+  dataStart: number;
+  /** Bytes of data the shape needs. */
+  need: number;
+}
+
+function parseHeader(bytes: Uint8Array, source: string): NpyHeader {
+  const { major, headerStart, dataStart } = headerBounds(bytes, source);
   const header = new TextDecoder(major === 3 ? "utf-8" : "latin1").decode(
     bytes.subarray(headerStart, dataStart),
   );
@@ -101,7 +161,7 @@ export function readNpy(bytes: Uint8Array, options: NpyReadOptions = {}): HostTe
   const fortran = /'fortran_order'\s*:\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape'\s*:\s*\(([^)]*)\)/.exec(header)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw bad(source, `header is not a valid dict: ${JSON.stringify(header.trim())}`);
+    throw bad(source, `header is not a valid dict: ${JSON.stringify(header.trim().slice(0, 200))}`);
   }
   const shape = shapeText.split(",").map((s) => s.trim()).filter((s) => s !== "").map((s) => {
     const d = Number(s.replace(/L$/, ""));
@@ -113,21 +173,9 @@ export function readNpy(bytes: Uint8Array, options: NpyReadOptions = {}): HostTe
   if (dtype === undefined || !"<>|=".includes(order)) {
     throw bad(source, `unsupported dtype descr '${descr}'`);
   }
-  const n = sizeOf(shape);
-  const need = n * DTYPE_BYTES[dtype];
-  const have = bytes.length - dataStart;
-  if (have < need) {
-    throw bad(source, `data holds ${have} bytes, shape [${shape}] of ${dtype} needs ${need}`);
-  }
-  let raw = bytes.subarray(dataStart, dataStart + need);
-  const size = DTYPE_BYTES[dtype];
-  if (order === ">" && size > 1) {
-    raw = raw.slice();
-    for (let i = 0; i < raw.length; i += size) raw.subarray(i, i + size).reverse();
-  }
-  let data = typedArrayFromBytes(dtype, raw);
-  if (fortran === "True" && shape.length > 1) data = fortranToC(data, shape);
-  return { dtype, shape, data };
+  const need = sizeOf(shape) * DTYPE_BYTES[dtype];
+  if (!Number.isSafeInteger(need)) throw bad(source, `shape [${shape}] is too large`);
+  return { dtype, shape, order, fortran: fortran === "True", dataStart, need };
 }
 
 function fortranToC<T extends HostTensor["data"]>(data: T, shape: number[]): T {
@@ -191,7 +239,7 @@ export function writeNpy(t: HostTensor): Uint8Array {
  * @throws {SyntaxError} for a malformed file (named in the message)
  */
 export async function readNpyFile(path: string): Promise<HostTensor> {
-  return readNpy(await Deno.readFile(path), { source: path });
+  return readNpy(await readFileChecked(path, { what: ".npy" }), { source: path });
 }
 
 /**

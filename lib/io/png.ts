@@ -7,9 +7,10 @@
  *
  * @module
  */
+import { inflateSync } from "node:zlib";
 import { decode as fastPngDecode, encode as fastPngEncode } from "fast-png";
 import { type DType, type DTypeArrays, type HostTensor, sizeOf } from "./host_tensor.ts";
-import { writeFileAtomic } from "./fs.ts";
+import { readFileChecked, writeFileAtomic } from "./fs.ts";
 
 /** Options of {@linkcode decodePng}. */
 export interface PngReadOptions {
@@ -72,7 +73,9 @@ export function encodePng(image: HostTensor): Uint8Array {
  * @returns uint8 `[H, W, C]`, C = 1, 2, 3 or 4 (a new array, caller owns it)
  * @throws {SyntaxError} for anything that is not a readable PNG, e.g.
  *   `Cannot decode PNG "a.png": missing the PNG signature`; an image whose header claims
- *   more pixels than the file could hold is refused before anything is allocated
+ *   more pixels than the file could hold is refused before anything is allocated, and
+ *   image data that inflates past what the header's size needs is refused as soon as it
+ *   passes it
  */
 export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}): HostTensor<"uint8"> {
   const source = options.source ?? "<bytes>";
@@ -97,6 +100,9 @@ export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}): Host
       `header claims a ${width}x${height} image, more than the ${bytes.length}-byte file can hold`,
     );
   }
+  const interlaced = bytes[28] === 1;
+  const declared = interlaced ? adam7Bytes(width, height, ch * depth) : rawBytes;
+  checkImageDataSize(bytes, declared, bad, `${width}x${height}`);
   let png;
   try {
     png = fastPngDecode(bytes, { checkCrc: true });
@@ -109,6 +115,64 @@ export function decodePng(bytes: Uint8Array, options: PngReadOptions = {}): Host
     return toImage(png);
   } catch (e) {
     throw bad((e as Error).message);
+  }
+}
+
+/** Bytes of the filtered scanlines of an Adam7-interlaced image (seven passes). */
+function adam7Bytes(width: number, height: number, bitsPerPixel: number): number {
+  const passes = [
+    [0, 0, 8, 8],
+    [4, 0, 8, 8],
+    [0, 4, 4, 8],
+    [2, 0, 4, 4],
+    [0, 2, 2, 4],
+    [1, 0, 2, 2],
+    [0, 1, 1, 2],
+  ];
+  let total = 0;
+  for (const [x0, y0, dx, dy] of passes) {
+    const w = Math.ceil((width - x0) / dx), h = Math.ceil((height - y0) / dy);
+    if (w > 0 && h > 0) total += h * (1 + Math.ceil((w * bitsPerPixel) / 8));
+  }
+  return total;
+}
+
+/**
+ * Inflate the IDAT stream with the header's size as a hard limit, so that a zlib bomb in
+ * the image data stops there instead of reaching the decoder (which inflates everything).
+ * Other inflate errors are left to the decoder to report.
+ */
+function checkImageDataSize(
+  bytes: Uint8Array,
+  declared: number,
+  bad: (what: string) => SyntaxError,
+  size: string,
+): void {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (let p = 8; p + 12 <= bytes.length;) {
+    const len = view.getUint32(p);
+    const type = view.getUint32(p + 4);
+    if (p + 12 + len > bytes.length) break;
+    if (type === 0x49444154) { // IDAT
+      parts.push(bytes.subarray(p + 8, p + 8 + len));
+      total += len;
+    }
+    p += 12 + len;
+  }
+  const idat = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    idat.set(part, at);
+    at += part.length;
+  }
+  try {
+    inflateSync(idat, { maxOutputLength: Math.max(1, declared) });
+  } catch (e) {
+    if ((e as { code?: string }).code === "ERR_BUFFER_TOO_LARGE") {
+      throw bad(`image data inflates past the ${declared} bytes a ${size} image needs`);
+    }
   }
 }
 
@@ -164,7 +228,7 @@ function toImage(png: ReturnType<typeof fastPngDecode>): HostTensor<"uint8"> {
  * @throws {SyntaxError} for an unreadable PNG (named in the message)
  */
 export async function readPngFile(path: string): Promise<HostTensor<"uint8">> {
-  return decodePng(await Deno.readFile(path), { source: path });
+  return decodePng(await readFileChecked(path, { what: "PNG" }), { source: path });
 }
 
 /**

@@ -10,7 +10,7 @@ import {
   sizeOf,
   typedArrayFromBytes,
 } from "./host_tensor.ts";
-import { writeFileAtomic } from "./fs.ts";
+import { readFileChecked, writeFileAtomic } from "./fs.ts";
 
 const CODE_TO_DTYPE: Record<string, DType> = {
   F64: "float64",
@@ -62,7 +62,8 @@ const MAX_HEADER = 100_000_000;
  * @param options source name for errors
  * @returns tensors and metadata
  * @throws {SyntaxError} for a header that runs past the end, bad JSON, an unknown dtype,
- *   or offsets that do not match the shape, e.g.
+ *   offsets that do not match the shape, or data_offsets that overlap, leave a gap or
+ *   bytes that belong to no tensor (the format requires the tensors to tile the data), e.g.
  *   `Cannot read safetensors "m.safetensors": header of 9000 bytes runs past the end of the 100-byte file`
  *
  * @example
@@ -105,6 +106,7 @@ export function readSafetensors(
   const dataStart = 8 + headerLen;
   const dataLen = bytes.length - dataStart;
   const tensors = new Map<string, HostTensor>();
+  const spans: { name: string; begin: number; end: number }[] = [];
   let metadata: Record<string, string> = {};
   for (const [name, entry] of Object.entries(header)) {
     if (name === "__metadata__") {
@@ -148,8 +150,37 @@ export function readSafetensors(
         `tensor "${name}" holds ${end - begin} bytes, shape [${shape}] of ${dtype} needs ${need}`,
       );
     }
+    spans.push({ name, begin, end });
     const raw = bytes.subarray(dataStart + begin, dataStart + end);
     tensors.set(name, { dtype, shape, data: typedArrayFromBytes(dtype, raw) });
+  }
+  // as the format requires: the tensors tile the data section, no overlap, no gap, no rest
+  spans.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let pos = 0;
+  for (let i = 0; i < spans.length; i++) {
+    const s = spans[i];
+    if (s.begin < pos) {
+      throw bad(
+        `tensor "${s.name}" data [${s.begin}, ${s.end}) overlaps tensor "${
+          spans[i - 1].name
+        }" data [${spans[i - 1].begin}, ${spans[i - 1].end})`,
+      );
+    }
+    if (s.begin > pos) {
+      throw bad(
+        `tensor "${s.name}" data starts at ${s.begin}, leaving a gap of ${
+          s.begin - pos
+        } bytes after ${i === 0 ? "the header" : `tensor "${spans[i - 1].name}"`}`,
+      );
+    }
+    pos = s.end;
+  }
+  if (pos !== dataLen) {
+    throw bad(
+      `the tensors cover ${pos} bytes, but the data section holds ${dataLen} (${
+        dataLen - pos
+      } bytes belong to no tensor)`,
+    );
   }
   return { tensors, metadata };
 }
@@ -210,7 +241,7 @@ export function writeSafetensors(
  * @throws {SyntaxError} for a malformed file (named in the message)
  */
 export async function readSafetensorsFile(path: string): Promise<Safetensors> {
-  return readSafetensors(await Deno.readFile(path), { source: path });
+  return readSafetensors(await readFileChecked(path, { what: "safetensors" }), { source: path });
 }
 
 /**

@@ -20,7 +20,6 @@
  *
  * @module
  */
-import { unzipSync } from "fflate";
 import {
   type DType,
   DTYPE_BYTES,
@@ -38,6 +37,8 @@ import {
   unpickle,
   UnsafePickleError,
 } from "./pickle.ts";
+import { readFileChecked } from "./fs.ts";
+import { readZip } from "./zip.ts";
 
 const STORAGE_DTYPES: Record<string, DType> = {
   DoubleStorage: "float64",
@@ -79,13 +80,28 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
 /** An overlapping or broadcast view may expand its storage up to this many bytes. */
 const MAX_EXPANDED_VIEW_BYTES = 64 * 2 ** 20;
-/** deflate expands at most ~1032x. */
-const MAX_DEFLATE_RATIO = 1032;
+/**
+ * All views of one file together may expand their storages by at most this many bytes
+ * beyond the storages' own size (the default of `maxExpandedBytes`).
+ */
+export const DEFAULT_MAX_EXPANDED_BYTES = 256 * 2 ** 20;
 
 /** Options of {@linkcode readTorch}. */
 export interface TorchReadOptions {
   /** The file name used in error messages. @default {"<bytes>"} */
   source?: string;
+  /**
+   * The bytes all tensors of the file may hold beyond what its storages hold (broadcast
+   * and overlapping views, tied weights).
+   * @default {DEFAULT_MAX_EXPANDED_BYTES}
+   */
+  maxExpandedBytes?: number;
+  /** The cap on the decompressed archive entries. @default {maxReadBytes()} */
+  maxBytes?: number;
+}
+
+function notTorch(source: string, what: string): SyntaxError {
+  return new SyntaxError(`Cannot read "${source}": not a torch.save file (${what})`);
 }
 
 /** A storage class named in a persistent id (a marker; never called). */
@@ -120,7 +136,11 @@ class Reader {
   readonly pending: PendingTensor[] = [];
   littleEndian = true;
 
-  constructor(readonly source: string) {}
+  constructor(
+    readonly source: string,
+    readonly maxExpandedBytes: number,
+    readonly maxBytes: number | undefined,
+  ) {}
 
   bad(what: string): SyntaxError {
     return new SyntaxError(`Cannot read torch file "${this.source}": ${what}`);
@@ -248,6 +268,28 @@ class Reader {
 
   /** Fill every pending tensor from its storage (which must have its bytes by now). */
   finish(): void {
+    // bytes justified by the file: every distinct root storage once, plus the cap
+    const roots = new Set<TorchStorage>();
+    let budget = this.maxExpandedBytes;
+    for (const p of this.pending) {
+      let s = p.storage;
+      while (s.root !== undefined) s = s.root.storage;
+      if (!roots.has(s)) {
+        roots.add(s);
+        budget += s.numel * DTYPE_BYTES[s.dtype];
+      }
+    }
+    let used = 0;
+    for (const p of this.pending) {
+      used += sizeOf(p.size) * DTYPE_BYTES[p.storage.dtype];
+      if (used > budget) {
+        throw new RangeError(
+          `Cannot read torch file "${this.source}": its ${this.pending.length} tensors expand ` +
+            `past the ${budget} bytes its storages justify (${this.maxExpandedBytes} bytes of ` +
+            `broadcast or shared views allowed; raise maxExpandedBytes to read it)`,
+        );
+      }
+    }
     for (const p of this.pending) p.tensor.data = this.materialize(p);
   }
 
@@ -322,33 +364,19 @@ class Reader {
   }
 
   readZip(bytes: Uint8Array): PyValue {
-    let entries = 0, claimed = 0;
     let files: Record<string, Uint8Array>;
     try {
-      files = unzipSync(bytes, {
-        filter: (f) => {
-          // each central-directory record takes at least 46 bytes
-          if (++entries > bytes.length / 46) throw this.bad("more zip entries than the file holds");
-          // entries must not overlap (a forged directory could copy the file once per entry)
-          claimed += f.size;
-          if (claimed > bytes.length) {
-            throw this.bad(`zip entries claim more than the ${bytes.length}-byte file holds`);
-          }
-          if (f.compression !== 0 && f.compression !== 8) {
-            throw this.bad(`zip entry "${f.name}" uses unsupported compression ${f.compression}`);
-          }
-          if (f.compression === 8 && f.originalSize > MAX_DEFLATE_RATIO * f.size + 1024) {
-            throw this.bad(
-              `zip entry "${f.name}" claims ${f.originalSize} bytes from ${f.size} compressed`,
-            );
-          }
-          // only what a checkpoint needs is decompressed
-          return /(^|\/)(data\.pkl|byteorder|data\/[^/]+)$/.test(f.name);
-        },
-      });
+      // only what a checkpoint needs is decompressed
+      files = Object.fromEntries(readZip(bytes, {
+        source: this.source,
+        maxBytes: this.maxBytes,
+        filter: (name) => /(^|\/)(data\.pkl|byteorder|data\/[^/]+)$/.test(name),
+      }));
     } catch (e) {
-      if (e instanceof SyntaxError) throw e;
-      throw this.bad(`bad zip archive (${(e as Error)?.message ?? e})`);
+      if (e instanceof SyntaxError) {
+        throw this.bad((e as Error).message.replace(/^Cannot read zip "[^"]*": /, ""));
+      }
+      throw e;
     }
     const pkl = Object.keys(files).filter((n) => /^[^/]*\/?data\.pkl$/.test(n));
     if (pkl.length !== 1) {
@@ -383,9 +411,26 @@ class Reader {
 
   readLegacy(bytes: Uint8Array): PyValue {
     const opts = { source: this.source, resolveGlobal: this.resolveGlobal };
-    const magic = unpickle(bytes, opts);
+    // a legacy file starts with a pickle (PROTO opcode 0x80) of the magic number
+    if (bytes.length < 2 || bytes[0] !== 0x80 || bytes[1] < 2 || bytes[1] > 5) {
+      const head = Array.from(bytes.subarray(0, 4), (b) => b.toString(16).padStart(2, "0"));
+      throw notTorch(
+        this.source,
+        `neither a zip archive nor a pickle; ${
+          head.length === 0 ? "it is empty" : `it starts with ${head.join(" ")}`
+        }`,
+      );
+    }
+    let magic;
+    try {
+      magic = unpickle(bytes, opts);
+    } catch (e) {
+      if (e instanceof UnsafePickleError) throw e;
+      const why = (e as Error).message.replace(/^Cannot unpickle "[^"]*": /, "");
+      throw notTorch(this.source, `its first pickle does not parse: ${why}`);
+    }
     if (magic.value !== LEGACY_MAGIC) {
-      throw this.bad("neither a zip archive nor a legacy torch file (no magic number)");
+      throw notTorch(this.source, "a pickle without the legacy magic number");
     }
     const proto = unpickle(bytes, { ...opts, start: magic.end });
     if (proto.value !== LEGACY_PROTOCOL) {
@@ -467,10 +512,17 @@ function describe(v: PyValue | undefined): string {
  *   `Refusing "malicious.ckpt": global os.system is not allowed`
  * @throws {SyntaxError} for a malformed file, e.g.
  *   `Cannot read torch file "m.pth": zip entry "archive/data/3" is missing`
- * @throws {RangeError} for a broadcast view that would expand past 64 MiB
+ * @throws {SyntaxError} for bytes that are not a torch.save file, e.g. `Cannot read "m.safetensors": not a torch.save file (neither a zip archive nor a
+ *   pickle; it starts with f8 01 00 00)`
+ * @throws {RangeError} for a broadcast view that would expand past 64 MiB, or tensors that
+ *   together expand past their storages' bytes plus `maxExpandedBytes`
  */
 export function readTorch(bytes: Uint8Array, options: TorchReadOptions = {}): PyValue {
-  const r = new Reader(options.source ?? "<bytes>");
+  const r = new Reader(
+    options.source ?? "<bytes>",
+    options.maxExpandedBytes ?? DEFAULT_MAX_EXPANDED_BYTES,
+    options.maxBytes,
+  );
   try {
     if (bytes.length >= 4 && bytes[0] === 0x50 && bytes[1] === 0x4b && bytes[2] === 3) {
       return r.readZip(bytes);
@@ -490,12 +542,17 @@ export function readTorch(bytes: Uint8Array, options: TorchReadOptions = {}): Py
 /**
  * Read a `torch.save` file (`.pth`, `.ckpt`, `.pt`) safely.
  * @param path file path
+ * @param options limits, as {@linkcode readTorch}
  * @returns the saved object, as {@linkcode readTorch}
  * @throws {Deno.errors.NotFound} when the file does not exist
  * @throws {UnsafePickleError | SyntaxError | RangeError} as {@linkcode readTorch}
  */
-export async function readTorchFile(path: string): Promise<PyValue> {
-  return readTorch(await Deno.readFile(path), { source: path });
+export async function readTorchFile(
+  path: string,
+  options: Omit<TorchReadOptions, "source"> = {},
+): Promise<PyValue> {
+  const bytes = await readFileChecked(path, { what: "torch file", maxBytes: options.maxBytes });
+  return readTorch(bytes, { ...options, source: path });
 }
 
 /** A JSON value. */

@@ -7,6 +7,7 @@
 import {
   flattenTensors,
   type HostTensor,
+  readFileChecked,
   readNpy,
   readSafetensors,
   readTorchFile,
@@ -130,10 +131,10 @@ export async function loadCodebook(path: string, options: CodebookOptions = {}):
   const lower = path.toLowerCase();
   let t: HostTensor;
   if (lower.endsWith(".npy") || lower.endsWith(".npy.gz")) {
-    t = readNpy(await Deno.readFile(path), { source: path });
+    t = readNpy(await readFileChecked(path, { what: "codebook" }), { source: path });
   } else if (lower.endsWith(".safetensors")) {
     t = pickCodebookTensor(
-      readSafetensors(await Deno.readFile(path), { source: path }).tensors,
+      readSafetensors(await readFileChecked(path, { what: "codebook" }), { source: path }).tensors,
       path,
     );
   } else if (lower.endsWith(".ckpt") || lower.endsWith(".pth") || lower.endsWith(".pt")) {

@@ -10,16 +10,41 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { gunzipChunks, type HostTensor, readNpy } from "../io/mod.ts";
+import {
+  checkReadSize,
+  gunzipChunks,
+  type HostTensor,
+  maxReadBytes,
+  readFileChecked,
+  readNpy,
+} from "../io/mod.ts";
 import { DANGLING, decodeRecord, MAX_STORABLE_CODE, scanRecord, type ScanState } from "./_codec.ts";
 import { CorruptRecordError, TokenFileError } from "./errors.ts";
-import { readLabels } from "./labels.ts";
+import { checkLabelRange, readLabels } from "./labels.ts";
 
 /**
  * deflate expands at most ~1032x; an index claiming more bytes than this times the gzip
  * file's size (plus slack for headers) cannot be right, and is refused before allocating.
  */
 const MAX_DEFLATE_RATIO = 1032;
+
+/**
+ * The largest grid side a token file may declare unless `maxGridSide` says otherwise
+ * (SeiT uses 32; 256 allows 65536 codes per image). A record of an n x n grid holds at most
+ * 2*n*n bytes (every code escaped), so this bounds every record's length before the data
+ * is allocated.
+ */
+export const DEFAULT_MAX_GRID_SIDE = 256;
+
+/** Options of {@linkcode parseTokenIndex}. */
+export interface TokenIndexOptions {
+  /** The grid side n when known: every record must hold n*n..2*n*n bytes. */
+  gridSide?: number;
+  /** The largest grid side accepted when n is not given. @default {DEFAULT_MAX_GRID_SIDE} */
+  maxGridSide?: number;
+  /** The cap on the decompressed index. @default {maxReadBytes()} */
+  maxBytes?: number;
+}
 
 function splitPath(path: string): [string, string] {
   const i = Math.max(path.lastIndexOf("/"), path.lastIndexOf("\\"));
@@ -76,15 +101,21 @@ export function tokenLabelsPath(dataPath: string): string | null {
  *
  * @param bytes the file's bytes
  * @param source the file name used in error messages
+ * @param options the grid side when known, the largest one otherwise, the cap
  * @returns the N+1 offsets
  * @throws {TokenFileError} for a bad gzip/.npy file, a non-integer or non-1-D array,
  *   no offsets, or a first offset other than 0
- * @throws {CorruptRecordError} naming the record whose end offset is before its start
+ * @throws {CorruptRecordError} naming the record whose end offset is before its start, or
+ *   whose length no grid of the given (or largest) side can take
  */
-export function parseTokenIndex(bytes: Uint8Array, source = "<bytes>"): Float64Array {
+export function parseTokenIndex(
+  bytes: Uint8Array,
+  source = "<bytes>",
+  options: TokenIndexOptions = {},
+): Float64Array {
   let t: HostTensor;
   try {
-    t = readNpy(bytes, { source });
+    t = readNpy(bytes, { source, maxBytes: options.maxBytes });
   } catch (e) {
     if (e instanceof SyntaxError) throw new TokenFileError(source, e.message, { cause: e });
     throw e;
@@ -113,13 +144,26 @@ export function parseTokenIndex(bytes: Uint8Array, source = "<bytes>"): Float64A
     offsets.set(t.data as Int32Array);
   }
   if (offsets[0] !== 0) throw bad(`the first offset is ${offsets[0]}, expected 0`);
+  const side = options.gridSide;
+  const maxSide = options.maxGridSide ?? DEFAULT_MAX_GRID_SIDE;
+  checkPositiveInt("grid side", side, 46340);
+  checkPositiveInt("largest grid side", maxSide, 46340);
+  const lo = side === undefined ? 0 : side * side;
+  const hi = 2 * (side ?? maxSide) ** 2;
   for (let i = 0; i + 1 < n; i++) {
-    if (offsets[i + 1] < offsets[i]) {
+    const len = offsets[i + 1] - offsets[i];
+    if (len < 0) {
       throw new CorruptRecordError(
         source,
         i,
         `its end offset ${offsets[i + 1]} is before its start offset ${offsets[i]}`,
       );
+    }
+    if (len > hi || len < lo) {
+      const grid = side === undefined
+        ? `a grid of side at most ${maxSide} (maxGridSide) takes at most ${hi} bytes`
+        : `a ${side}x${side} grid takes ${lo}..${hi} bytes`;
+      throw new CorruptRecordError(source, i, `the index gives it ${len} bytes, but ${grid}`);
     }
   }
   return offsets;
@@ -141,6 +185,15 @@ export interface TokenDatasetOptions {
   gridSide?: number;
   /** The codebook size K: every code must be < K. Unchecked (beyond 0..510) when left out. */
   codebookSize?: number;
+  /** The largest grid side accepted when `gridSide` is not given. @default {DEFAULT_MAX_GRID_SIDE} */
+  maxGridSide?: number;
+  /**
+   * The number of classes: every label must be in 0..numClasses-1 (checked when the data
+   * opens, naming the label file and line). Unchecked (beyond >= 0) when left out.
+   */
+  numClasses?: number;
+  /** The cap on the decompressed data and index. @default {maxReadBytes()} */
+  maxBytes?: number;
   /**
    * Decode-check every record when opening (code count, codebook range), so that a
    * corrupt record is reported up front rather than mid-epoch. Reads are always checked.
@@ -493,9 +546,10 @@ function checkDataLength(
     );
   }
   if (last < length) {
+    const size = length === last + 1 ? `more than ${last}` : `${length}`;
     throw new TokenFileError(
       dataPath,
-      `Cannot read token data "${dataPath}": it decompresses to ${length} bytes, but index "${indexPath}" ends at byte ${last}`,
+      `Cannot read token data "${dataPath}": it decompresses to ${size} bytes, but index "${indexPath}" ends at byte ${last}`,
     );
   }
 }
@@ -519,8 +573,9 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
- * Stream-decompress a gzip file into a preallocated buffer of exactly `size` bytes.
- * @returns the buffer and the total decompressed length (which may differ from `size`)
+ * Stream-decompress a gzip file into a preallocated buffer of exactly `size` bytes,
+ * stopping as soon as the stream runs past `size` (a gzip bomb costs one chunk).
+ * @returns the buffer and the decompressed length (`size + 1` when the stream is longer)
  */
 async function gunzipInto(path: string, size: number): Promise<[Uint8Array, number]> {
   const buf = new Uint8Array(size);
@@ -529,12 +584,13 @@ async function gunzipInto(path: string, size: number): Promise<[Uint8Array, numb
   try {
     for await (const chunk of gunzipChunks(file.readable, { source: path })) {
       const room = size - pos;
-      if (room > 0) {
-        const take = Math.min(room, chunk.length);
-        buf.set(take === chunk.length ? chunk : chunk.subarray(0, take), pos);
-        pos += take;
+      if (chunk.length > room) {
+        total = size + 1;
+        break;
       }
-      total += chunk.length;
+      buf.set(chunk, pos);
+      pos += chunk.length;
+      total = pos;
     }
   } catch (e) {
     if (e instanceof SyntaxError) throw new TokenFileError(path, e.message, { cause: e });
@@ -563,7 +619,9 @@ async function gunzipInto(path: string, size: number): Promise<[Uint8Array, numb
  *   `Cannot pair labels "a-label.txt" with "a-token.data.bin.gz": 49 labels for 50 records`
  * @throws {CorruptRecordError} for a bad record, e.g.
  *   `Cannot decode record 17 of "train-token.data.bin.gz": expected 1024 codes, got 1022`
- * @throws {TypeError} when no index path is given and none can be derived
+ * @throws {TypeError} when no index path is given and none can be derived, or a file is a
+ *   directory
+ * @throws {RangeError} when the index declares more data than the cap
  *
  * @example
  * ```ts ignore
@@ -586,9 +644,26 @@ export async function openTokenDataset(
   } else {
     labelsPath = options.labelsPath;
   }
-  const offsets = parseTokenIndex(await Deno.readFile(indexPath), indexPath);
+  checkPositiveInt("largest grid side", options.maxGridSide, 46340);
+  checkPositiveInt("number of classes", options.numClasses);
+  const cap = maxReadBytes(options.maxBytes);
+  const offsets = parseTokenIndex(
+    await readFileChecked(indexPath, { what: "index", maxBytes: cap }),
+    indexPath,
+    { gridSide: options.gridSide, maxGridSide: options.maxGridSide, maxBytes: cap },
+  );
   const size = offsets[offsets.length - 1];
-  const gzSize = (await Deno.stat(dataPath)).size;
+  const info = await Deno.stat(dataPath).catch((e) => {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new Deno.errors.NotFound(`Cannot read token data "${dataPath}": no such file`);
+    }
+    throw e;
+  });
+  if (info.isDirectory) {
+    throw new TypeError(`Cannot read token data "${dataPath}": it is a directory, not a file`);
+  }
+  checkReadSize(`token data "${dataPath}" (as index "${indexPath}" declares)`, size, cap);
+  const gzSize = info.size;
   const bound = MAX_DEFLATE_RATIO * gzSize + 4096;
   if (size > bound) {
     throw new TokenFileError(
@@ -599,6 +674,9 @@ export async function openTokenDataset(
   const [data, total] = await gunzipInto(dataPath, size);
   checkDataLength(offsets, total, dataPath, indexPath);
   const labels = labelsPath === null ? null : await readLabels(labelsPath);
+  if (labels !== null && options.numClasses !== undefined) {
+    checkLabelRange(labels, options.numClasses, labelsPath!);
+  }
   return TokenDataset.fromBuffers(data, offsets, {
     labels,
     labelsPath: labelsPath ?? undefined,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "../io/mod.ts";
+import { readFileChecked, writeFileAtomic } from "../io/mod.ts";
 import { TokenFileError } from "./errors.ts";
 
 const INT_RE = /^[+-]?\d+$/;
@@ -16,7 +16,8 @@ const INT_RE = /^[+-]?\d+$/;
  * @param text the file's text
  * @param source the file name used in error messages
  * @returns the labels, one per line
- * @throws {TokenFileError} for an empty or non-integer line or a value outside int32, e.g.
+ * @throws {TokenFileError} for an empty or non-integer line, a negative label or a value
+ *   outside int32, e.g.
  *   `Cannot read labels "a-label.txt": line 3 is not an integer: "cat"`
  *
  * @example
@@ -36,7 +37,8 @@ export function parseLabels(text: string, source = "<text>"): Int32Array {
     if (s === "") throw bad("is empty");
     if (!INT_RE.test(s)) throw bad(`is not an integer: ${JSON.stringify(s.slice(0, 40))}`);
     const v = Number(s);
-    if (v < -2147483648 || v > 2147483647) throw bad(`holds ${s}, outside int32`);
+    if (v < 0) throw bad(`holds ${s}; a label is a class index, 0 or more`);
+    if (v > 2147483647) throw bad(`holds ${s}, outside int32`);
     out[i] = v;
   }
   return out;
@@ -52,7 +54,7 @@ export function parseLabels(text: string, source = "<text>"): Int32Array {
  *   that are not UTF-8
  */
 export async function readLabels(path: string): Promise<Int32Array> {
-  const bytes = await Deno.readFile(path);
+  const bytes = await readFileChecked(path, { what: "labels" });
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
@@ -96,4 +98,43 @@ export function formatLabels(labels: ArrayLike<number>): string {
  */
 export async function writeLabels(path: string, labels: ArrayLike<number>): Promise<void> {
   await writeFileAtomic(path, new TextEncoder().encode(formatLabels(labels)));
+}
+
+/**
+ * Check that every label is a class index below `numClasses`, so that a label file made
+ * for another label set is refused when the data opens, not at the training step that meets
+ * the bad label.
+ *
+ * @param labels the labels, in file order (line i+1 holds labels[i])
+ * @param numClasses the model's number of classes
+ * @param source the label file, for the message
+ * @throws {TokenFileError} naming the file and the first bad line, e.g.
+ *   `Cannot use labels "a-label.txt": line 7 holds 57, outside the 10 classes 0..9`
+ * @throws {RangeError} for a `numClasses` that is not a positive integer
+ *
+ * @example
+ * ```ts
+ * import { checkLabelRange } from "@lib/tokens";
+ * checkLabelRange(new Int32Array([0, 9, 3]), 10, "a-label.txt"); // fine
+ * ```
+ */
+export function checkLabelRange(
+  labels: ArrayLike<number>,
+  numClasses: number,
+  source = "<labels>",
+): void {
+  if (!Number.isSafeInteger(numClasses) || numClasses < 1) {
+    throw new RangeError(`Cannot check labels against ${numClasses} classes`);
+  }
+  for (let i = 0; i < labels.length; i++) {
+    const v = labels[i];
+    if (!(v >= 0 && v < numClasses)) {
+      throw new TokenFileError(
+        source,
+        `Cannot use labels "${source}": line ${
+          i + 1
+        } holds ${v}, outside the ${numClasses} classes 0..${numClasses - 1}`,
+      );
+    }
+  }
 }

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "../io/mod.ts";
+import { readFileChecked, writeFileAtomic } from "../io/mod.ts";
 import type { Codebook } from "./codebook.ts";
 
 /** The largest dictionary {@linkcode parseSynonyms} accepts (codes 0..2^20-1). */
@@ -200,13 +200,22 @@ export function parseSynonyms(
  * @param options the codebook size to check against
  * @returns the dictionary
  * @throws {Deno.errors.NotFound} when the file does not exist
- * @throws {SyntaxError | RangeError} as {@linkcode parseSynonyms}
+ * @throws {TypeError} when it is a directory
+ * @throws {SyntaxError | RangeError} as {@linkcode parseSynonyms}, or for a file that is
+ *   not UTF-8
  */
 export async function readSynonyms(
   path: string,
   options: SynonymsReadOptions = {},
 ): Promise<Synonyms> {
-  return parseSynonyms(await Deno.readTextFile(path), path, options);
+  const bytes = await readFileChecked(path, { what: "synonyms" });
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new SyntaxError(`Cannot read synonyms "${path}": not UTF-8 text`);
+  }
+  return parseSynonyms(text, path, options);
 }
 
 /**

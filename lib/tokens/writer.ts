@@ -8,7 +8,7 @@
  */
 import { once } from "node:events";
 import { createGzip, type Gzip } from "node:zlib";
-import { writeNpyFile } from "../io/mod.ts";
+import { checkOutputPath, writeNpyFile } from "../io/mod.ts";
 import { encodeRecord, findInvalidCode, MAX_STORABLE_CODE } from "./_codec.ts";
 import { tokenIndexPath, tokenLabelsPath } from "./dataset.ts";
 import { writeLabels } from "./labels.ts";
@@ -205,6 +205,8 @@ export class TokenWriter {
     const labelsPath = options.labelsPath === undefined
       ? tokenLabelsPath(dataPath)
       : options.labelsPath;
+    // a missing folder or a folder in the way is named as the user gave it, not as the .tmp
+    await checkOutputPath(dataPath, "token data");
     const tmp = `${dataPath}.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}.tmp`;
     const file = await Deno.open(tmp, { write: true, createNew: true });
     const sink = new GzipFileSink(file, level);
@@ -240,8 +242,10 @@ export class TokenWriter {
       }
       return;
     }
-    if (!(Number.isInteger(label) && label >= -2147483648 && label <= 2147483647)) {
-      throw new RangeError(`Cannot use label ${label} for record ${i}: expected an int32`);
+    if (!(Number.isInteger(label) && label >= 0 && label <= 2147483647)) {
+      throw new RangeError(
+        `Cannot use label ${label} for record ${i}: expected a class index (an int32 >= 0)`,
+      );
     }
     if (this.#labels === null) {
       if (i > 0) {

@@ -293,11 +293,11 @@ Deno.test("malformed torch files are SyntaxErrors naming the file and what is wr
     ],
     [
       new Uint8Array([0x50, 0x4b, 3, 4, 0, 0, 0]),
-      'Cannot read torch file "f.pth": bad zip archive (invalid zip data)',
+      'Cannot read torch file "f.pth": no end-of-central-directory record',
     ],
     [
       pickle({ dict: [] }),
-      'Cannot read torch file "f.pth": neither a zip archive nor a legacy torch file (no magic number)',
+      'Cannot read "f.pth": not a torch.save file (a pickle without the legacy magic number)',
     ],
     [
       torchLegacy(t, [["0", 4, f32Bytes([1, 2, 3])]]),
@@ -307,13 +307,22 @@ Deno.test("malformed torch files are SyntaxErrors naming the file and what is wr
       torchLegacy(t, []),
       'Cannot read torch file "f.pth": storage "0" is not in the storage list',
     ],
-    [new Uint8Array(0), 'Cannot unpickle "f.pth": input ends before the STOP opcode at byte 0'],
-    [new Uint8Array([0x80, 2, 0xff]), 'Cannot unpickle "f.pth": unknown opcode 0xff at byte 2'],
+    [
+      new Uint8Array(0),
+      'Cannot read "f.pth": not a torch.save file (neither a zip archive nor a pickle; it is empty)',
+    ],
+    [
+      new Uint8Array([0x80, 2, 0xff]),
+      'Cannot read "f.pth": not a torch.save file (its first pickle does not parse: unknown opcode 0xff at byte 2)',
+    ],
     [
       new Uint8Array([0x80, 2, 0x58, 0xff, 0xff, 0, 0, 0x2e]),
-      'Cannot unpickle "f.pth": 65535 bytes needed but only 1 remain at byte 2',
+      'Cannot read "f.pth": not a torch.save file (its first pickle does not parse: 65535 bytes needed but only 1 remain at byte 2)',
     ],
-    [new Uint8Array([0x80, 2, 0x2e]), 'Cannot unpickle "f.pth": stack underflow at byte 2'],
+    [
+      new Uint8Array([0x80, 2, 0x2e]),
+      'Cannot read "f.pth": not a torch.save file (its first pickle does not parse: stack underflow at byte 2)',
+    ],
   ];
   for (const [bytes, message] of cases) {
     assert.throws(() => readTorch(bytes, { source: "f.pth" }), { name: "SyntaxError", message });

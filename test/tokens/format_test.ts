@@ -275,12 +275,12 @@ Deno.test("a record decoding to the wrong number of codes is a CorruptRecordErro
       Int32Array.from(Array.from({ length: 16 }, (_, i) => (i * 37) % 391)),
     );
     assert.throws(() => ds.readRecord(1), CorruptRecordError);
-    // a given grid side that record 0 does not match
+    // a given grid side that record 0 does not match: its length is refused from the index
     p = await writeRawDataset(dir, "side", Uint8Array.from(r0), [0, a]);
     await rejects(
       openTokenDataset(p.data, { gridSide: 3 }),
       CorruptRecordError,
-      `Cannot decode record 0 of "${p.data}": expected 9 codes, got 16`,
+      `Cannot decode record 0 of "${p.index}": the index gives it ${a} bytes, but a 3x3 grid takes 9..18 bytes`,
     );
     // record 0 not a square
     p = await writeRawDataset(dir, "sq", Uint8Array.from(r1), [0, r1.length]);
@@ -342,14 +342,14 @@ Deno.test("index offsets out of order, past the end, short of the end or not sta
       CorruptRecordError,
       `Cannot decode record 49 of "${p.data}": index "${p.index}" puts its end at byte 76912, past the end of the 76812 decompressed bytes`,
     );
-    // short of the end: data runs on after the last offset
+    // short of the end: data runs on after the last offset (decompression stops there)
     const o3 = ref.offsets.slice();
     o3[50] -= 2;
     p = await write("short", o3);
     await rejects(
       openTokenDataset(p.data),
       TokenFileError,
-      `Cannot read token data "${p.data}": it decompresses to 76812 bytes, but index "${p.index}" ends at byte 76810`,
+      `Cannot read token data "${p.data}": it decompresses to more than 76810 bytes, but index "${p.index}" ends at byte 76810`,
     );
     // the first offset is not 0
     const o4 = ref.offsets.slice();
@@ -360,15 +360,25 @@ Deno.test("index offsets out of order, past the end, short of the end or not sta
       TokenFileError,
       `Cannot read index "${p.index}": the first offset is 1, expected 0`,
     );
-    // an index claiming far more than the gzip file can hold is refused before allocating
+    // an index giving one record far more bytes than a grid can take is refused before allocating
     const o5 = ref.offsets.slice();
     o5[50] = 2 ** 40;
     p = await write("huge", o5);
+    await rejects(
+      openTokenDataset(p.data),
+      CorruptRecordError,
+      `Cannot decode record 49 of "${p.index}": the index gives it ${
+        2 ** 40 - o5[49]
+      } bytes, but a grid of side at most 256 (maxGridSide) takes at most 131072 bytes`,
+    );
+    // records within the grid bound that together exceed what the gzip file can hold
+    const o6 = Array.from({ length: 2001 }, (_, i) => i * 131072);
+    p = await write("many", o6);
     const gz = (await Deno.stat(p.data)).size;
     await rejects(
       openTokenDataset(p.data),
       TokenFileError,
-      `Cannot read index "${p.index}": its last offset ${2 ** 40} exceeds the ${
+      `Cannot read index "${p.index}": its last offset ${2000 * 131072} exceeds the ${
         1032 * gz + 4096
       } bytes that the ${gz}-byte "${p.data}" can decompress to`,
     );
@@ -418,8 +428,15 @@ Deno.test("a label count other than the record count is a TokenFileError naming 
   });
 });
 
-Deno.test("labels parse like int(line.strip()) and refuse empty or non-integer lines", () => {
-  assert.deepEqual(parseLabels(" 3\r\n-1\n+7"), Int32Array.from([3, -1, 7]));
+Deno.test("labels parse like int(line.strip()) and refuse empty, non-integer or negative lines", () => {
+  assert.deepEqual(parseLabels(" 3\r\n0\n+7"), Int32Array.from([3, 0, 7]));
+  assert.throws(
+    () => parseLabels("3\n-1\n", "x.txt"),
+    new TokenFileError(
+      "x.txt",
+      'Cannot read labels "x.txt": line 2 holds -1; a label is a class index, 0 or more',
+    ),
+  );
   assert.deepEqual(parseLabels(""), new Int32Array(0));
   assert.throws(
     () => parseLabels("1\n\n2\n", "x.txt"),

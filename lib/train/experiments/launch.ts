@@ -82,7 +82,12 @@ export async function launchRun(
   }
   const c = config as unknown as TokenRunConfig<PretrainConfig | FinetuneConfig>;
   const K = (c.model as { codebookSize: number }).codebookSize;
-  const data = options.data ?? await openTokenDataset(c.data.train, { codebookSize: K });
+  // a classifier's labels are checked against its classes when the data opens
+  const numClasses = kind === "finetune"
+    ? (c.model as { numClasses: number }).numClasses
+    : undefined;
+  const data = options.data ??
+    await openTokenDataset(c.data.train, { codebookSize: K, numClasses });
   const augment = await openRunAugment(kind, c, options.trace);
   try {
     if (kind === "pretrain") {
@@ -104,7 +109,7 @@ export async function launchRun(
     const fc = c as TokenRunConfig<FinetuneConfig>;
     const test = fc.data.test === null
       ? null
-      : await openTokenDataset(fc.data.test, { codebookSize: K });
+      : await openTokenDataset(fc.data.test, { codebookSize: K, numClasses });
     const model = new TokenClassifier(fc.model as never, new Rng(seed).fork("init"));
     try {
       return await finetune({
