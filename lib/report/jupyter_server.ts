@@ -204,10 +204,12 @@ export class JupyterServer {
     try {
       this.#child.kill("SIGTERM");
     } catch { /* gone */ }
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const exited = await Promise.race([
       this.#child.status.then(() => true),
-      new Promise<boolean>((r) => setTimeout(() => r(false), 10_000)),
+      new Promise<boolean>((r) => timer = setTimeout(() => r(false), 10_000)),
     ]);
+    clearTimeout(timer);
     if (!exited) {
       try {
         this.#child.kill("SIGKILL");

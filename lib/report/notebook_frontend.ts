@@ -59,6 +59,8 @@ export interface LiveRunReport {
   seconds: number;
   /** Code cells that ended without an execution count or with an error. */
   failedCells: string[];
+  /** Kernel events seen while the cells ran (restarting, dead, disconnected...). */
+  kernelEvents: string[];
   /** PNG of the page while the progress display was updating (undefined if never seen). */
   midRunScreenshot?: Uint8Array;
 }
@@ -100,10 +102,10 @@ const INSPECT = `(() => {
         : Array.isArray(data["text/html"]) ? data["text/html"].join("") : "";
       const visible = (e) => !!e && e.getBoundingClientRect().width > 0 &&
         e.getBoundingClientRect().height > 0;
-      if (!el) { out.push({ ...r, kind: "missing", ok: false, detail: "no output element" }); return; }
       if (o.output_type === "error") {
         out.push({ ...r, kind: "error", ok: false, detail: o.ename + ": " + o.evalue }); return;
       }
+      if (!el) { out.push({ ...r, kind: "missing", ok: false, detail: "no output element" }); return; }
       const spec = data["application/vnd.plotly.v1+json"];
       if (spec) {
         const gd = el.querySelector(".js-plotly-plot"), svg = el.querySelector(".main-svg");
@@ -228,6 +230,10 @@ export async function runNotebookLive(
     };
     new MutationObserver(look).observe(document.getElementById("notebook"),
       { childList: true, subtree: true, characterData: true });
+    const events = window.__seitppKernelEvents = [];
+    Jupyter.notebook.events.on("kernel_restarting.Kernel kernel_dead.Kernel " +
+      "kernel_disconnected.Kernel kernel_reconnecting.Kernel kernel_killed.Kernel",
+      (e) => events.push(e.type + " at " + Math.round(performance.now() - t0) + " ms"));
     Jupyter.notebook.clear_all_output();
     Jupyter.notebook.execute_all_cells();
     return true; })()`);
@@ -250,8 +256,11 @@ export async function runNotebookLive(
   }
   if (!done) throw new Error(`The notebook's cells did not finish in ${timeoutMs} ms`);
   const seconds = (Date.now() - t0) / 1000;
-  const r = await page.evaluate<{ snapshots: ProgressSnapshot[]; failed: string[] }>(`(() => ({
+  const r = await page.evaluate<
+    { snapshots: ProgressSnapshot[]; failed: string[]; events: string[] }
+  >(`(() => ({
     snapshots: window.__seitppProgress,
+    events: window.__seitppKernelEvents,
     failed: Jupyter.notebook.get_cells().map((c, i) => [c, i]).filter(([c]) =>
       c.cell_type === "code" && c.get_text().trim() !== "" &&
       (typeof c.input_prompt_number !== "number" ||
@@ -263,6 +272,7 @@ export async function runNotebookLive(
     maxCount: Math.max(0, ...r.snapshots.map((s) => s.count)),
     seconds,
     failedCells: r.failed,
+    kernelEvents: r.events,
     midRunScreenshot: mid,
   };
 }

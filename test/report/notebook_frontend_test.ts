@@ -1,0 +1,152 @@
+/**
+ * The notebook front-end check on small notebooks made by the test: Debian's classic Notebook
+ * server with the Deno kernel, pages in headless Chromium. The checks must see what is drawn
+ * and what is not.
+ */
+import assert from "node:assert/strict";
+import { join, relative } from "node:path";
+import {
+  Chromium,
+  inspectNotebookPage,
+  JupyterServer,
+  JupyterServerError,
+  runNotebookLive,
+  waitForNotebookPage,
+  waitForRendered,
+} from "@lib/report";
+
+const ROOT = decodeURIComponent(new URL("../../", import.meta.url).pathname);
+
+function notebook(cells: Array<{ source: string; outputs?: unknown[] }>): string {
+  return JSON.stringify({
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: { kernelspec: { name: "deno", display_name: "Deno", language: "typescript" } },
+    cells: cells.map((c, i) => ({
+      id: `c${i}`,
+      cell_type: "code",
+      metadata: {},
+      execution_count: c.outputs?.length ? i + 1 : null,
+      source: c.source,
+      outputs: c.outputs ?? [],
+    })),
+  });
+}
+
+const display = (data: Record<string, unknown>) => ({
+  output_type: "display_data",
+  data,
+  metadata: {},
+});
+
+Deno.test("notebook front end: a notebook run through the page draws its figure, table and image and updates its progress in place", async () => {
+  await Deno.mkdir(join(ROOT, "out"), { recursive: true });
+  const dir = await Deno.makeTempDir({ dir: join(ROOT, "out"), prefix: "test-frontend-" });
+  const server = await JupyterServer.start({ root: dir });
+  const browser = await Chromium.launch();
+  try {
+    const nb = join(dir, "live.ipynb");
+    await Deno.writeTextFile(
+      nb,
+      notebook([
+        {
+          source: 'import * as aq from "arquero";\n' +
+            'import { figure, imageGrid, lineTrace, LiveProgress, tableView } from "@lib/report";\n' +
+            "// no-output",
+        },
+        { source: "figure([lineTrace([1, 2, 3], [3, 1, 2], { name: 'a' })], { title: 't' });" },
+        { source: "tableView(aq.table({ x: [1, 2, 3], y: ['a', 'b', 'c'] }));" },
+        {
+          source:
+            "imageGrid([{ dtype: 'uint8', shape: [8, 8], data: new Uint8Array(64).fill(200) }]," +
+            " { columns: 1 });",
+        },
+        {
+          source: "const p = new LiveProgress({ total: 12, label: 'steps', throttleMs: 0 });\n" +
+            "for (let s = 1; s <= 12; s++) {\n  p.update(s, { loss: 1 / s });\n" +
+            "  await new Promise((r) => setTimeout(r, 150));\n}\np.finish();\nawait p.flush();",
+        },
+      ]),
+    );
+    const page = await browser.newPage();
+    await page.goto(server.notebookUrl(relative(dir, nb)));
+    await waitForNotebookPage(page, 120_000);
+    const run = await runNotebookLive(page, { timeoutMs: 120_000 });
+    assert.deepEqual(run.failedCells, []);
+    assert.deepEqual(run.kernelEvents, []);
+    assert.equal(run.maxCount, 1, "the progress display is one element, updated in place");
+    assert.ok(run.distinctHeadlines >= 3, `${run.distinctHeadlines} progress states seen`);
+    assert.match(run.snapshots.at(-1)!.headline, /^steps 12\/12 \(100%\)/);
+    const report = await waitForRendered(page, 60_000);
+    assert.ok(report.ok, JSON.stringify(report.outputs));
+    assert.deepEqual(
+      Object.fromEntries(Object.entries(report.summary).map(([k, v]) => [k, v.ok])),
+      { figure: 1, table: 1, image: 1, html: 1 },
+    );
+  } finally {
+    await browser.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("notebook front end: a figure whose script never ran, a broken image and an error output are reported as not drawn", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "seitpp-frontend-" });
+  const server = await JupyterServer.start({ root: dir });
+  const browser = await Chromium.launch();
+  try {
+    const spec = { data: [{ type: "scatter", x: [1, 2], y: [2, 1] }], layout: {} };
+    await Deno.writeTextFile(
+      join(dir, "bad.ipynb"),
+      notebook([
+        {
+          source: "figure(...)",
+          outputs: [display({
+            "application/vnd.plotly.v1+json": spec,
+            "text/html": '<div id="f">no script here</div>',
+            "text/plain": "Figure",
+          })],
+        },
+        {
+          source: "image(...)",
+          outputs: [display({ "text/html": '<img src="data:image/png;base64,AAAA">' })],
+        },
+        {
+          source: "table(...)",
+          outputs: [
+            display({ "text/html": "<table><tr><td>1</td></tr><tr><td>2</td></tr></table>" }),
+          ],
+        },
+        {
+          source: "throw 1",
+          outputs: [{ output_type: "error", ename: "Error", evalue: "boom", traceback: [] }],
+        },
+      ]),
+    );
+    const page = await browser.newPage();
+    await page.goto(server.notebookUrl("bad.ipynb"));
+    await waitForNotebookPage(page, 120_000);
+    const report = await inspectNotebookPage(page);
+    assert.equal(report.ok, false);
+    assert.deepEqual(
+      report.outputs.map((o) => [o.cell, o.kind, o.ok]),
+      [[1, "figure", false], [2, "image", false], [3, "table", true], [4, "error", false]],
+    );
+    assert.match(report.outputs[0].detail, /^0\/1 traces, 0 drawn/);
+    assert.equal(report.outputs[1].detail, "0/1 images loaded");
+  } finally {
+    await browser.close();
+    await server.stop();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("JupyterServer.start names a missing executable and the package to install", async () => {
+  await assert.rejects(
+    () => JupyterServer.start({ root: ".", executable: "/nonexistent/jupyter-notebook" }),
+    (e: Error) =>
+      e instanceof JupyterServerError &&
+      e.message.startsWith('Cannot start "/nonexistent/jupyter-notebook"') &&
+      e.message.includes("jupyter-notebook (deno task setup)"),
+  );
+});
