@@ -13,7 +13,8 @@
  * 2. The --live notebook (a stripped copy in OUT/live/notebooks, beside links to data/ and
  *    results/ so its relative paths hold) is run cell by cell through the front end with
  *    SEITPP_BUDGET set; the live progress display must update in place (one element, its text
- *    changing more than once). Screenshots: OUT/live-running.png, OUT/live-done.png.
+ *    changing more than once). Screenshots: OUT/live-running-1.png and -2.png (two moments of
+ *    the progress display), OUT/live-done.png.
  *
  * Writes OUT/report.json. Exit codes: 0 all fine; 1 a check failed; 2 bad usage, nothing
  * executed to check, or the server or browser cannot start.
@@ -143,7 +144,7 @@ async function main(args: string[]): Promise<number> {
   let server: JupyterServer | undefined;
   let browser: Chromium | undefined;
   const results: Array<{ notebook: string; screenshot: string; report: RenderReport }> = [];
-  let liveResult: (Omit<LiveRunReport, "midRunScreenshot"> & { render: RenderReport }) | undefined;
+  let liveResult: (Omit<LiveRunReport, "midRunScreenshots"> & { render: RenderReport }) | undefined;
   let failed = 0;
   try {
     await trust(opened);
@@ -177,12 +178,12 @@ async function main(args: string[]): Promise<number> {
       await page.goto(server.notebookUrl(relative(repo, resolve(live))));
       await waitForNotebookPage(page, 120_000);
       const run = await runNotebookLive(page, { timeoutMs: timeoutS * 1000 });
-      if (run.midRunScreenshot) {
-        await Deno.writeFile(join(out, "live-running.png"), run.midRunScreenshot);
+      for (const [i, png] of run.midRunScreenshots.entries()) {
+        await Deno.writeFile(join(out, `live-running-${i + 1}.png`), png);
       }
       const render = await waitForRendered(page, 120_000);
       await Deno.writeFile(join(out, "live-done.png"), await notebookScreenshot(page));
-      const { midRunScreenshot: _, ...rest } = run;
+      const { midRunScreenshots: _, ...rest } = run;
       liveResult = { ...rest, render };
       const inPlace = run.maxCount === 1 && run.distinctHeadlines >= 3;
       const ok = inPlace && run.failedCells.length === 0 && run.kernelEvents.length === 0 &&

@@ -61,8 +61,8 @@ export interface LiveRunReport {
   failedCells: string[];
   /** Kernel events seen while the cells ran (restarting, dead, disconnected...). */
   kernelEvents: string[];
-  /** PNG of the page while the progress display was updating (undefined if never seen). */
-  midRunScreenshot?: Uint8Array;
+  /** PNGs of the page, scrolled to the progress display, at two moments while it updated. */
+  midRunScreenshots: Uint8Array[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -238,7 +238,8 @@ export async function runNotebookLive(
     Jupyter.notebook.execute_all_cells();
     return true; })()`);
   const t0 = Date.now();
-  let mid: Uint8Array | undefined;
+  const mid: Uint8Array[] = [];
+  let midSeen = 0;
   let done = false;
   while (Date.now() - t0 < timeoutMs) {
     await sleep(500);
@@ -246,8 +247,12 @@ export async function runNotebookLive(
       pending: Jupyter.notebook.get_cells().filter((c) => c.cell_type === "code" &&
         c.input_prompt_number === "*").length,
       seen: window.__seitppProgress.length }))()`);
-    if (mid === undefined && s.seen >= 2 && s.pending > 0) {
-      mid = await page.screenshot();
+    if (s.pending > 0 && s.seen >= (mid.length === 0 ? 2 : midSeen + 3) && mid.length < 2) {
+      // the page scrolls to the last queued cell: bring the progress display into view
+      await page.evaluate(`(() => { const e = document.querySelector("#notebook .seitpp-progress");
+        if (e) e.scrollIntoView({ block: "center" }); return true; })()`);
+      mid.push(await page.screenshot());
+      midSeen = s.seen;
     }
     if (s.pending === 0) {
       done = true;
@@ -273,6 +278,6 @@ export async function runNotebookLive(
     seconds,
     failedCells: r.failed,
     kernelEvents: r.events,
-    midRunScreenshot: mid,
+    midRunScreenshots: mid,
   };
 }
