@@ -187,7 +187,7 @@ async function main(args: string[]): Promise<number> {
       liveResult = { ...rest, render };
       const inPlace = run.maxCount === 1 && run.distinctHeadlines >= 3;
       const ok = inPlace && run.failedCells.length === 0 && run.kernelEvents.length === 0 &&
-        render.ok;
+        run.droppedOutputs.length === 0 && render.ok;
       if (!ok) failed++;
       console.log(
         `${ok ? "ok  " : "FAIL"} ${live} run through the front end in ${
@@ -207,6 +207,12 @@ async function main(args: string[]): Promise<number> {
       }
       for (const c of run.failedCells) console.error(`  ${c} did not finish cleanly`);
       for (const e of run.kernelEvents) console.error(`  kernel event: ${e}`);
+      if (run.droppedOutputs.length) {
+        console.error(
+          `  the front end dropped ${run.droppedOutputs.length} output(s) that arrived after ` +
+            `their cell had finished: ${run.droppedOutputs.join(", ")}`,
+        );
+      }
       if (!ok) console.error(`  the notebook server's log ends:\n${server.logTail}`);
       for (const o of render.outputs.filter((o) => !o.ok)) {
         console.error(`  cell ${o.cell} output ${o.output}: ${o.kind} not drawn (${o.detail})`);

@@ -61,6 +61,14 @@ export interface LiveRunReport {
   failedCells: string[];
   /** Kernel events seen while the cells ran (restarting, dead, disconnected...). */
   kernelEvents: string[];
+  /**
+   * Outputs the front end dropped: they arrived after their cell's reply and idle status, when
+   * the classic front end has already forgotten the request (it keeps late outputs only for the
+   * most recent one), e.g. "display_data for cell 8".
+   */
+  droppedOutputs: string[];
+  /** Each code cell at the end: 1-based index, prompt, output types. */
+  cells: Array<{ cell: number; prompt: unknown; outputs: string[] }>;
   /** PNGs of the page, scrolled to the progress display, at two moments while it updated. */
   midRunScreenshots: Uint8Array[];
 }
@@ -231,6 +239,26 @@ export async function runNotebookLive(
     new MutationObserver(look).observe(document.getElementById("notebook"),
       { childList: true, subtree: true, characterData: true });
     const events = window.__seitppKernelEvents = [];
+    const dropped = window.__seitppDropped = [];
+    Jupyter.notebook.events.on("received_unsolicited_message.Kernel", (e, msg) => {
+      const id = msg && msg.parent_header && msg.parent_header.msg_id;
+      const i = Jupyter.notebook.get_cells().findIndex((c) =>
+        c.last_msg_id === id || (c.__seitppMsgIds || []).includes(id));
+      dropped.push(msg.header.msg_type + " for cell " + (i < 0 ? "?" : i + 1));
+    });
+    // the idle status of each request: outputs come on iopub, which can lag far behind the
+    // shell replies that set the prompts (e.g. behind a 4.8 MB figure that carries plotly.js)
+    const idle = window.__seitppIdle = new Set();
+    Jupyter.notebook.events.on("finished_iopub.Kernel", (e, d) => idle.add(d.msg_id));
+    // remember which cell sent each request (a cell's last_msg_id does not survive its reply)
+    const k = Jupyter.notebook.kernel, origExecute = k.execute;
+    k.execute = function (code, callbacks, options) {
+      const id = origExecute.call(this, code, callbacks, options);
+      const cell = Jupyter.notebook.get_cells().find((x) =>
+        x.cell_type === "code" && x.get_text() === code && !x.__seitppMsgIds);
+      if (cell) cell.__seitppMsgIds = [id];
+      return id;
+    };
     Jupyter.notebook.events.on("kernel_restarting.Kernel kernel_dead.Kernel " +
       "kernel_disconnected.Kernel kernel_reconnecting.Kernel kernel_killed.Kernel",
       (e) => events.push(e.type + " at " + Math.round(performance.now() - t0) + " ms"));
@@ -245,7 +273,8 @@ export async function runNotebookLive(
     await sleep(500);
     const s = await page.evaluate<{ pending: number; seen: number }>(`(() => ({
       pending: Jupyter.notebook.get_cells().filter((c) => c.cell_type === "code" &&
-        c.input_prompt_number === "*").length,
+        (c.input_prompt_number === "*" || (c.__seitppMsgIds || []).some((id) =>
+          !window.__seitppIdle.has(id)))).length,
       seen: window.__seitppProgress.length }))()`);
     if (s.pending > 0 && s.seen >= (mid.length === 0 ? 2 : midSeen + 3) && mid.length < 2) {
       // the page scrolls to the last queued cell: bring the progress display into view
@@ -259,13 +288,27 @@ export async function runNotebookLive(
       break;
     }
   }
-  if (!done) throw new Error(`The notebook's cells did not finish in ${timeoutMs} ms`);
+  if (!done) {
+    const state = await page.evaluate<string>(`JSON.stringify(Jupyter.notebook.get_cells()
+      .filter((c) => c.cell_type === "code").map((c) => ({ prompt: c.input_prompt_number,
+        outputs: c.output_area.outputs.length, requests: (c.__seitppMsgIds || []).map((id) =>
+          window.__seitppIdle.has(id) ? "idle" : "busy") })))`);
+    throw new Error(`The notebook's cells did not finish in ${timeoutMs} ms: ${state}`);
+  }
   const seconds = (Date.now() - t0) / 1000;
-  const r = await page.evaluate<
-    { snapshots: ProgressSnapshot[]; failed: string[]; events: string[] }
-  >(`(() => ({
+  const r = await page.evaluate<{
+    snapshots: ProgressSnapshot[];
+    failed: string[];
+    events: string[];
+    dropped: string[];
+    cells: LiveRunReport["cells"];
+  }>(`(() => ({
     snapshots: window.__seitppProgress,
+    cells: Jupyter.notebook.get_cells().map((c, i) => c.cell_type !== "code" ? null : ({
+      cell: i + 1, prompt: c.input_prompt_number === undefined ? null : c.input_prompt_number,
+      outputs: c.output_area.outputs.map((o) => o.output_type) })).filter((c) => c !== null),
     events: window.__seitppKernelEvents,
+    dropped: window.__seitppDropped,
     failed: Jupyter.notebook.get_cells().map((c, i) => [c, i]).filter(([c]) =>
       c.cell_type === "code" && c.get_text().trim() !== "" &&
       (typeof c.input_prompt_number !== "number" ||
@@ -278,6 +321,8 @@ export async function runNotebookLive(
     seconds,
     failedCells: r.failed,
     kernelEvents: r.events,
+    droppedOutputs: r.dropped,
+    cells: r.cells,
     midRunScreenshots: mid,
   };
 }
