@@ -42,6 +42,15 @@ import {
 const USAGE = "usage: deno task notebooks:frontend [--budget small|full] [--executed dir] " +
   "[--out dir] [--live notebook] [--timeout s]";
 
+/** A live run that did not finish (its message says where it stopped). */
+class LiveRunError extends Error {
+  /** @param message What did not finish, with the server's log. */
+  constructor(message: string) {
+    super(message);
+    this.name = "LiveRunError";
+  }
+}
+
 function fail(code: number, message: string): never {
   console.error(`notebooks:frontend: ${message}`);
   Deno.exit(code);
@@ -146,6 +155,7 @@ async function main(args: string[]): Promise<number> {
   const results: Array<{ notebook: string; screenshot: string; report: RenderReport }> = [];
   let liveResult: (Omit<LiveRunReport, "midRunScreenshots"> & { render: RenderReport }) | undefined;
   let failed = 0;
+  let startError: string | undefined;
   try {
     await trust(opened);
     server = await JupyterServer.start({ root: repo, env: { SEITPP_BUDGET: values.budget } });
@@ -177,7 +187,15 @@ async function main(args: string[]): Promise<number> {
     try {
       await page.goto(server.notebookUrl(relative(repo, resolve(live))));
       await waitForNotebookPage(page, 120_000);
-      const run = await runNotebookLive(page, { timeoutMs: timeoutS * 1000 });
+      let run: LiveRunReport;
+      try {
+        run = await runNotebookLive(page, { timeoutMs: timeoutS * 1000 });
+      } catch (e) {
+        // reported here, then the browser and server are closed by the finally blocks
+        throw new LiveRunError(
+          `${live}: ${(e as Error).message}\nthe notebook server's log ends:\n${server.logTail}`,
+        );
+      }
       for (const [i, png] of run.midRunScreenshots.entries()) {
         await Deno.writeFile(join(out, `live-running-${i + 1}.png`), png);
       }
@@ -221,8 +239,12 @@ async function main(args: string[]): Promise<number> {
       await page.close().catch(() => {});
     }
   } catch (e) {
-    if (e instanceof JupyterServerError || e instanceof ChromiumError) fail(2, e.message);
-    throw e;
+    if (e instanceof LiveRunError) {
+      console.error(`FAIL ${e.message}`);
+      failed++;
+    } else if (e instanceof JupyterServerError || e instanceof ChromiumError) {
+      startError = e.message;
+    } else throw e;
   } finally {
     await browser?.close();
     await server?.stop();
@@ -232,6 +254,7 @@ async function main(args: string[]): Promise<number> {
         "\n",
     );
   }
+  if (startError !== undefined) fail(2, startError);
   if (failed) console.error(`notebooks:frontend: ${failed} check(s) failed`);
   return failed ? 1 : 0;
 }

@@ -292,7 +292,9 @@ export async function runNotebookLive(
     const state = await page.evaluate<string>(`JSON.stringify(Jupyter.notebook.get_cells()
       .filter((c) => c.cell_type === "code").map((c) => ({ prompt: c.input_prompt_number,
         outputs: c.output_area.outputs.length, requests: (c.__seitppMsgIds || []).map((id) =>
-          window.__seitppIdle.has(id) ? "idle" : "busy") })))`);
+          window.__seitppIdle.has(id) ? "idle" : "busy") })))
+      + "; kernel events: " + JSON.stringify(window.__seitppKernelEvents)
+      + "; dropped outputs: " + JSON.stringify(window.__seitppDropped)`);
     throw new Error(`The notebook's cells did not finish in ${timeoutMs} ms: ${state}`);
   }
   const seconds = (Date.now() - t0) / 1000;

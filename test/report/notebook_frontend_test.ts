@@ -71,7 +71,9 @@ Deno.test("notebook front end: a notebook run through the page draws its figure,
     const page = await browser.newPage();
     await page.goto(server.notebookUrl(relative(dir, nb)));
     await waitForNotebookPage(page, 120_000);
-    const run = await runNotebookLive(page, { timeoutMs: 120_000 });
+    const run = await runNotebookLive(page, { timeoutMs: 120_000 }).catch((e) => {
+      throw new Error(`${e.message}\nthe notebook server's log ends:\n${server.logTail}`);
+    });
     const { midRunScreenshots: _, ...seen } = run;
     const why = JSON.stringify(seen);
     assert.deepEqual(run.failedCells, [], why);
