@@ -138,6 +138,12 @@ async function main(args: string[]): Promise<number> {
     fail(2, `cannot read the --live notebook "${values.live}"`);
   }
   const out = values.out;
+  await Deno.mkdir(out, { recursive: true });
+  for await (const e of Deno.readDir(out)) {
+    if (e.isFile && (e.name.endsWith(".png") || e.name === "report.json")) {
+      await Deno.remove(join(out, e.name));
+    }
+  }
   const copies = join(out, "executed");
   await Deno.remove(copies, { recursive: true }).catch(() => {});
   await Deno.mkdir(copies, { recursive: true });
