@@ -199,7 +199,9 @@ async function main(args: string[]): Promise<number> {
       } catch (e) {
         // reported here, then the browser and server are closed by the finally blocks
         throw new LiveRunError(
-          `${live}: ${(e as Error).message}\nthe notebook server's log ends:\n${server.logTail}`,
+          `${live}: ${(e as Error).message}\nthe notebook server refused ` +
+            `${server.rejectedMessages} kernel message(s) as "Invalid Signature"; its log ends:\n` +
+            server.logTail,
         );
       }
       for (const [i, png] of run.midRunScreenshots.entries()) {
@@ -211,7 +213,7 @@ async function main(args: string[]): Promise<number> {
       liveResult = { ...rest, render };
       const inPlace = run.maxCount === 1 && run.distinctHeadlines >= 3;
       const ok = inPlace && run.failedCells.length === 0 && run.kernelEvents.length === 0 &&
-        run.droppedOutputs.length === 0 && render.ok;
+        run.droppedOutputs.length === 0 && server.rejectedMessages === 0 && render.ok;
       if (!ok) failed++;
       console.log(
         `${ok ? "ok  " : "FAIL"} ${live} run through the front end in ${
@@ -235,6 +237,12 @@ async function main(args: string[]): Promise<number> {
         console.error(
           `  the front end dropped ${run.droppedOutputs.length} output(s) that arrived after ` +
             `their cell had finished: ${run.droppedOutputs.join(", ")}`,
+        );
+      }
+      if (server.rejectedMessages) {
+        console.error(
+          `  the notebook server refused ${server.rejectedMessages} message(s) of Deno's kernel ` +
+            `as "Invalid Signature": they never reached the page`,
         );
       }
       if (!ok) console.error(`  the notebook server's log ends:\n${server.logTail}`);

@@ -47,7 +47,7 @@ export class JupyterServer {
   readonly token: string;
   readonly #child: Deno.ChildProcess;
   readonly #scratch: string;
-  readonly #log: { text: string };
+  readonly #log: { text: string; rejected: number };
   readonly #drained: Promise<void>;
   #stopped = false;
 
@@ -56,7 +56,7 @@ export class JupyterServer {
     token: string,
     child: Deno.ChildProcess,
     scratch: string,
-    log: { text: string },
+    log: { text: string; rejected: number },
     drained: Promise<void>,
   ) {
     this.url = url;
@@ -65,6 +65,14 @@ export class JupyterServer {
     this.#scratch = scratch;
     this.#log = log;
     this.#drained = drained;
+  }
+
+  /**
+   * How many kernel messages the server refused as "Invalid Signature" (their HMAC did not
+   * match: the message, e.g. an output or an idle status, never reached the page).
+   */
+  get rejectedMessages(): number {
+    return this.#log.rejected;
   }
 
   /** The last lines the server printed (for error messages). */
@@ -117,11 +125,15 @@ export class JupyterServer {
           `(deno task setup)`,
       );
     }
-    const log = { text: "" };
+    const log = { text: "", rejected: 0 };
     const drain = async (s: ReadableStream<Uint8Array>) => {
+      let partial = "";
       try {
         for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
           log.text = (log.text + chunk).slice(-20_000);
+          const lines = (partial + chunk).split("\n");
+          partial = lines.pop() ?? "";
+          log.rejected += lines.filter((l) => l.includes("Invalid Signature")).length;
         }
       } catch { /* closed */ }
     };

@@ -65,13 +65,17 @@ Deno.test("notebook front end: a notebook run through the page draws its figure,
     await page.goto(server.notebookUrl(relative(dir, nb)));
     await waitForNotebookPage(page, 120_000);
     const run = await runNotebookLive(page, { timeoutMs: 120_000 }).catch((e) => {
-      throw new Error(`${e.message}\nthe notebook server's log ends:\n${server.logTail}`);
+      throw new Error(
+        `${e.message}\n${server.rejectedMessages} kernel messages refused as "Invalid ` +
+          `Signature"; the notebook server's log ends:\n${server.logTail}`,
+      );
     });
     const { midRunScreenshots: _, ...seen } = run;
     const why = JSON.stringify(seen);
     assert.deepEqual(run.failedCells, [], why);
     assert.deepEqual(run.kernelEvents, [], why);
     assert.deepEqual(run.droppedOutputs, [], why);
+    assert.equal(server.rejectedMessages, 0, `kernel messages refused: ${server.logTail}`);
     assert.equal(run.maxCount, 1, `one element, updated in place: ${why}`);
     assert.ok(run.distinctHeadlines >= 3, `${run.distinctHeadlines} progress states: ${why}`);
     assert.match(run.snapshots.at(-1)!.headline, /^steps 12\/12 \(100%\)/);
