@@ -23,3 +23,5 @@ export * from "./html_report.ts";
 export * from "./paper_figures.ts";
 export * from "./notebooks.ts";
 export * from "./notebook_html.ts";
+export * from "./jupyter_server.ts";
+export * from "./notebook_frontend.ts";

@@ -1,21 +1,26 @@
 import assert from "node:assert/strict";
 import { gzip, readIdx, readIdxFile, readIdxImagesAndLabels, writeIdx } from "@lib/io";
+import {
+  SAMPLE_IMAGES,
+  SAMPLE_LABELS,
+  TEST_LABELS,
+  TRAIN_LABELS,
+} from "../_support/fashion_mnist.ts";
 
-const FASHION = "/usr/share/datasets/fashion-mnist";
-
-Deno.test("readIdxImagesAndLabels reads Debian's gzipped Fashion-MNIST test split", async () => {
-  const { images, labels } = await readIdxImagesAndLabels(
-    `${FASHION}/t10k-images-idx3-ubyte.gz`,
-    `${FASHION}/t10k-labels-idx1-ubyte.gz`,
-  );
+Deno.test("readIdxImagesAndLabels reads the gzipped Fashion-MNIST sample (first 500 test images)", async () => {
+  const { images, labels } = await readIdxImagesAndLabels(SAMPLE_IMAGES, SAMPLE_LABELS);
   assert.equal(images.dtype, "uint8");
-  assert.deepEqual(images.shape, [10000, 28, 28]);
-  assert.equal(images.data.length, 10000 * 28 * 28);
+  assert.deepEqual(images.shape, [500, 28, 28]);
+  assert.equal(images.data.length, 500 * 28 * 28);
   assert.equal(labels.dtype, "uint8");
-  assert.deepEqual(labels.shape, [10000]);
-  // labels are the 10 classes, each 1000 times in the test split
+  assert.deepEqual(labels.shape, [500]);
+  // the sample's labels are the first 500 of the full test labels, which hold the 10 classes
+  // 1000 times each
+  const all = await readIdxFile(TEST_LABELS);
+  assert.deepEqual(all.shape, [10000]);
+  assert.deepEqual(labels.data, (all.data as Uint8Array).subarray(0, 500));
   const counts = new Array(10).fill(0);
-  for (const l of labels.data as Uint8Array) counts[l]++;
+  for (const l of all.data as Uint8Array) counts[l]++;
   assert.deepEqual(counts, new Array(10).fill(1000));
   // the first test image is an ankle boot (class 9), with dark borders and some bright pixels
   assert.equal(labels.data[0], 9);
@@ -102,19 +107,12 @@ Deno.test("readIdxImagesAndLabels: mismatched counts are a RangeError naming bot
       name: "RangeError",
       message: `Cannot pair "${img}" (3 images) with "${lab}" (2 labels): counts differ`,
     });
-    // real files, crossed: 10000 test images with 60000 train labels
-    await assert.rejects(
-      () =>
-        readIdxImagesAndLabels(
-          `${FASHION}/t10k-images-idx3-ubyte.gz`,
-          `${FASHION}/train-labels-idx1-ubyte.gz`,
-        ),
-      {
-        name: "RangeError",
-        message: `Cannot pair "${FASHION}/t10k-images-idx3-ubyte.gz" (10000 images) with ` +
-          `"${FASHION}/train-labels-idx1-ubyte.gz" (60000 labels): counts differ`,
-      },
-    );
+    // real files, crossed: 500 test images with the 60000 train labels
+    await assert.rejects(() => readIdxImagesAndLabels(SAMPLE_IMAGES, TRAIN_LABELS), {
+      name: "RangeError",
+      message: `Cannot pair "${SAMPLE_IMAGES}" (500 images) with ` +
+        `"${TRAIN_LABELS}" (60000 labels): counts differ`,
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -6,8 +6,8 @@ import { initBackend } from "@lib/backend";
 import { readIdxFile, writeIdx, writePngFile } from "@lib/io";
 import { openTokenDataset } from "@lib/tokens";
 import { loadDecoder, readTokenizerJson, renderTokenGrid } from "@lib/tokenizer";
+import { SAMPLE_IMAGES, SAMPLE_LABELS } from "../_support/fashion_mnist.ts";
 
-const FASHION = "/usr/share/datasets/fashion-mnist";
 const ROOT = new URL("../../", import.meta.url).pathname;
 
 async function run(
@@ -25,8 +25,8 @@ async function run(
 }
 
 async function smallSplit(dir: string, n: number): Promise<[string, string]> {
-  const im = await readIdxFile(`${FASHION}/t10k-images-idx3-ubyte.gz`);
-  const lb = await readIdxFile(`${FASHION}/t10k-labels-idx1-ubyte.gz`);
+  const im = await readIdxFile(SAMPLE_IMAGES);
+  const lb = await readIdxFile(SAMPLE_LABELS);
   const images = `${dir}/images-idx3-ubyte`, labels = `${dir}/labels-idx1-ubyte`;
   await Deno.writeFile(
     images,

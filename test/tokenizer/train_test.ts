@@ -12,8 +12,8 @@ import {
   tokenizerTensors,
   trainTokenizer,
 } from "@lib/tokenizer";
+import { SAMPLE_IMAGES } from "../_support/fashion_mnist.ts";
 
-const FASHION = "/usr/share/datasets/fashion-mnist";
 const TINY = {
   widths: [4, 8, 8],
   codebookSize: 16,
@@ -25,7 +25,7 @@ const RECIPE = { batchSize: 16, warmupSteps: 2, lr: 3e-3, restartEvery: 5, check
 
 let cached: HostTensor | undefined;
 async function images(n: number): Promise<HostTensor> {
-  cached ??= await readIdxFile(`${FASHION}/t10k-images-idx3-ubyte.gz`);
+  cached ??= await readIdxFile(SAMPLE_IMAGES);
   return takeImages(cached, n);
 }
 
