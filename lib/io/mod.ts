@@ -1,5 +1,5 @@
 /**
- * File formats: gzip, .npy, safetensors, idx, PNG and a safe PyTorch checkpoint reader.
+ * File formats: gzip, .npy, safetensors, idx, PNG and a safe PyTorch checkpoint reader and a torch.save writer.
  *
  * @module
  */
@@ -12,3 +12,4 @@ export * from "./idx.ts";
 export * from "./png.ts";
 export * from "./pickle.ts";
 export * from "./torch.ts";
+export * from "./torch_write.ts";
