@@ -6,3 +6,6 @@
  * @module
  */
 export * from "./authors_args.ts";
+export * from "./authors_log.ts";
+export * from "./import_run.ts";
+export * from "./export_run.ts";
