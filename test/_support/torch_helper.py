@@ -3,16 +3,18 @@
 Subcommands (every result is JSON on stdout or a file):
   save-ref IN.safetensors OUT.pth      torch.save({"model": OrderedDict(IN)}) to a buffer, then
                                        to OUT (the reference bytes for the writer)
-  check PTH REF.safetensors            torch.load(PTH, weights_only=True); compare
-                                       ckpt["model"] with REF bit for bit
+  check PTH REF.safetensors [PTH REF]  torch.load(PTH, weights_only=True); compare ckpt["model"]
+                                       (or the bare state dict or tensor) with REF bit for bit;
+                                       one JSON line per pair
   logits PTH CONFIG.json TOKENS.st OUT.st
                                        a token classifier (REFERENCE.md 5) built from CONFIG,
                                        strict-loaded from PTH (weights_only), eval logits of
                                        TOKENS["codes"] written to OUT["logits"]
-  craft-run DIR [--unsafe-args]        a run folder as the authors' scripts leave it: log.txt
-                                       (one JSON dict per epoch) and checkpoint-N.pth with
-                                       model / optimizer / epoch / scaler / args (an
-                                       argparse.Namespace; --unsafe-args puts a pathlib path in it)
+  craft-run DIR TOKENS [--unsafe-args] a run folder as the authors' fine-tuning leaves it: log.txt
+                                       (one JSON dict per epoch, "finetune/" keys) and
+                                       checkpoint-N.pth with model / optimizer / epoch / scaler /
+                                       args (an argparse.Namespace naming TOKENS as its training
+                                       file; --unsafe-args puts a pathlib path in it)
 
 Nothing here is copied from the authors' code: the classifier follows REFERENCE.md section 5
 and lib/models/classifier.ts.
@@ -152,7 +154,12 @@ def cmd_save_ref(src, out):
 def cmd_check(pth, ref):
     ck = torch.load(pth, weights_only=True)
     want = read_safetensors(ref)
-    got = ck["model"]
+    if isinstance(ck, torch.Tensor):  # a bare tensor (codebook.ckpt)
+        got, ck = {next(iter(want)): ck}, {}
+    elif "model" in ck:
+        got = ck["model"]
+    else:  # a bare state dict (tokenadapt.ckpt)
+        got, ck = ck, {}
     bad = [k for k in want if k not in got or not same_bits(got[k], want[k])]
     extra = [k for k in got if k not in want]
     print(json.dumps({
@@ -177,7 +184,7 @@ def cmd_logits(pth, config, tokens, out):
     write_safetensors(out, {"logits": logits})
 
 
-def cmd_craft_run(folder, unsafe):
+def cmd_craft_run(folder, tokens, unsafe):
     torch.manual_seed(0)
     os.makedirs(folder, exist_ok=True)
     model = nn.Sequential(collections.OrderedDict(fc=nn.Linear(4, 3)))
@@ -185,22 +192,22 @@ def cmd_craft_run(folder, unsafe):
     model(torch.randn(2, 4)).sum().backward()
     opt.step()
     args = argparse.Namespace(
-        batch_size=128, epochs=3, accum_iter=1, model="deit_base_token_32", blr=1e-3,
+        batch_size=2, epochs=3, accum_iter=2, model="deit_base_token_32", blr=1e-3,
         lr=0.004, layer_decay=0.65, save_periods=["last2", "best"], finetune="pretrained.pth",
-        output_dir=folder, seed=0, world_size=8, dist_eval=True, cutmix_minmax=None,
+        output_dir=folder, seed=3, world_size=2, dist_eval=True, cutmix_minmax=None,
+        train_token_file=tokens, input_size=224, token_patch_size=8,
     )
     if unsafe:
         args.data_path = pathlib.PurePosixPath("/data/tokens")
     lines = []
     for epoch in range(3):
         lines.append({
-            "train_lr": 0.004 * (epoch + 1) / 3,
-            "train_loss": 6.9 - epoch * 0.5,
-            "test_loss": 6.5 - epoch * 0.4,
-            "test_acc1": 1.5 + epoch * 10.25,
-            "test_acc5": 5.0 + epoch * 20.0,
+            "finetune/train_lr": 0.004 * (epoch + 1) / 3,
+            "finetune/train_loss": 6.9 - epoch * 0.5 if epoch != 1 else float("nan"),
+            "finetune/test_loss": 6.5 - epoch * 0.4,
+            "finetune/test_acc1": 1.5 + epoch * 10.25,
+            "finetune/test_acc5": 5.0 + epoch * 20.0,
             "epoch": epoch,
-            "n_parameters": sum(p.numel() for p in model.parameters()),
         })
     with open(os.path.join(folder, "log.txt"), "w") as f:
         for r in lines:
@@ -220,12 +227,13 @@ def main(argv):
     cmd = argv[0] if argv else ""
     if cmd == "save-ref" and len(argv) == 3:
         cmd_save_ref(argv[1], argv[2])
-    elif cmd == "check" and len(argv) == 3:
-        cmd_check(argv[1], argv[2])
+    elif cmd == "check" and len(argv) >= 3 and len(argv) % 2 == 1:
+        for i in range(1, len(argv), 2):
+            cmd_check(argv[i], argv[i + 1])
     elif cmd == "logits" and len(argv) == 5:
         cmd_logits(*argv[1:])
-    elif cmd == "craft-run" and len(argv) in (2, 3):
-        cmd_craft_run(argv[1], "--unsafe-args" in argv[2:])
+    elif cmd == "craft-run" and len(argv) in (3, 4):
+        cmd_craft_run(argv[1], argv[2], "--unsafe-args" in argv[3:])
     else:
         sys.exit(__doc__)
 
