@@ -465,10 +465,11 @@ function zipRecords(records: readonly { name: string; data: Uint8Array }[], sour
  *
  * @example
  * ```ts
- * import { readTorch, stateDictOf, writeTorch } from "@lib/io";
+ * import { PyDict, readTorch, stateDictOf, writeTorch } from "@lib/io";
  * const w = { dtype: "float32" as const, shape: [2], data: new Float32Array([1, 2]) };
- * const bytes = writeTorch(stateDictOf(new Map([["w", w]])));
- * console.assert(bytes.length % 1 === 0 && readTorch(bytes) !== null);
+ * const bytes = writeTorch(new PyDict("dict", [["model", stateDictOf([["w", w]])]]));
+ * const back = readTorch(bytes) as PyDict;
+ * console.assert((back.get("model") as PyDict).pyClass === "collections.OrderedDict");
  * ```
  */
 export function writeTorch(value: PyValue, options: TorchWriteOptions = {}): Uint8Array {
