@@ -348,6 +348,12 @@ function checkModel(
       `their encoder drops mask_ratio_min of the patches (${model.maskRatioMin}), this run ${model.dropRatio}`,
     );
   }
+  if (phase === "finetune" && init && model.headInitStd !== 2e-5) {
+    warnings.push(
+      `model.headInitStd ${model.headInitStd}: with --finetune their head starts from ` +
+        `trunc-normal std 2e-5`,
+    );
+  }
   if (phase === "finetune" && !init) {
     if (model.linearInit !== "trunc_normal") {
       throw new UnmappableSettingError(

@@ -323,7 +323,12 @@ export async function importAuthorsRun(
       kind: phase,
       arm,
       method: options.method ?? `SeiT++ (authors' scripts, ${gpus} GPU${gpus === 1 ? "" : "s"})`,
-      augment: phase === "pretrain" ? null : "both",
+      // their step always runs the TokenAdapt half; ColorAdapt when its probability is > 0
+      augment: phase === "pretrain"
+        ? null
+        : typeof args?.token_coloradapt_prob === "number" && args.token_coloradapt_prob === 0
+        ? "tokenadapt"
+        : "both",
       mtm: phase === "finetune" && finetuned,
       pretrain: null,
       budget,

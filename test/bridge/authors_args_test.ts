@@ -120,7 +120,12 @@ for (const phase of ["pretrain", "finetune"] as const) {
     const config = await resolved(phase, `configs/${phase}_official.json`);
     let diffs: string[];
     try {
-      const cmd = authorsCommand(config, { gpus: recipe.gpus, files: { dataRoot: "" } });
+      // the per-GPU batch is the cluster's choice; batch x accumulation x GPUs must match
+      const cmd = authorsCommand(config, {
+        gpus: recipe.gpus,
+        batchPerGpu: recipe.phases[phase].args.batch_size,
+        files: { dataRoot: "" },
+      });
       diffs = differences(cmd, phase);
       for (const k of MAPPED[phase]) if (!(k in cmd.args)) diffs.push(`${k}: not mapped`);
     } catch (e) {
