@@ -651,13 +651,23 @@ function shellWord(w: string): string {
 }
 
 /**
- * The launch line: `torchrun --nproc_per_node=N [--nnodes=M] SCRIPT ARGS`, one option a line.
+ * The launch line: `torchrun --nproc_per_node=N SCRIPT ARGS`, one option a line; on M > 1
+ * nodes with `--nnodes=M --node_rank=$NODE_RANK --master_addr=$MASTER_ADDR --master_port=...`
+ * (set per node in the environment).
  * @param cmd the command
  * @returns the shell text (no trailing newline)
  */
 export function commandLine(cmd: AuthorsCommand): string {
   const head = [`torchrun --nproc_per_node=${cmd.gpus}`];
-  if (cmd.nodes > 1) head.push(`--nnodes=${cmd.nodes}`);
+  if (cmd.nodes > 1) {
+    // each node runs the same line with its own NODE_RANK; MASTER_ADDR is node 0
+    head.push(
+      `--nnodes=${cmd.nodes}`,
+      "--node_rank=$NODE_RANK",
+      "--master_addr=$MASTER_ADDR",
+      "--master_port=${MASTER_PORT:-29500}",
+    );
+  }
   const lines = [`${head.join(" ")} ${cmd.script}`];
   for (let i = 0; i < cmd.argv.length; i++) {
     const opt = cmd.argv[i];

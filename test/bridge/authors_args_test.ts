@@ -185,7 +185,10 @@ Deno.test("the batch splits over other GPU counts, or is refused naming batchSiz
   assert.deepEqual([four.args.batch_size, four.args.accum_iter], [128, 8]);
   const nodes = authorsCommand(config, { gpus: 8, nodes: 4 });
   assert.deepEqual([nodes.args.batch_size, nodes.args.accum_iter], [128, 1]);
-  assert.match(commandLine(nodes), /--nproc_per_node=8 --nnodes=4 main_mtm_pretrain\.py/);
+  assert.match(
+    commandLine(nodes),
+    /--nproc_per_node=8 --nnodes=4 --node_rank=\$NODE_RANK --master_addr=\$MASTER_ADDR --master_port=\$\{MASTER_PORT:-29500\} main_mtm_pretrain\.py/,
+  );
   const per = authorsCommand(config, { gpus: 8, batchPerGpu: 256 });
   assert.deepEqual([per.args.batch_size, per.args.accum_iter], [256, 2]);
   assert.throws(

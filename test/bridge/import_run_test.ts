@@ -157,3 +157,30 @@ Deno.test("a checkpoint whose args hold another class is refused, naming it; not
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a pre-training log alone imports as an mtm run with its loss curve", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${dir}/pt`);
+    await Deno.writeTextFile(
+      `${dir}/pt/log.txt`,
+      [0, 1, 2].map((e) =>
+        JSON.stringify({ "pretrain/loss": 6 - e, "pretrain/lr": 1e-4, epoch: e })
+      )
+        .join("\n") + "\n",
+    );
+    const r = await importAuthorsRun(`${dir}/pt`, { out: `${dir}/runs`, budget: "fm8-600" });
+    assert.equal(r.phase, "pretrain");
+    const [rec] = await loadGridRuns(`${dir}/runs`);
+    assert.deepEqual([rec.kind, rec.arm, rec.budget, rec.top1], [
+      "pretrain",
+      "mtm",
+      "fm8-600",
+      null,
+    ]);
+    assert.deepEqual(rec.loss, [[1, 6], [2, 5], [3, 4]]);
+    await assert.rejects(() => Deno.stat(`${dir}/runs/authors-pretrain-pt/model.safetensors`));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
