@@ -12,7 +12,8 @@
  * Values (a subset of {@linkcode PyValue}): `null`, booleans, numbers (an integer-valued
  * number is a Python `int`, any other a `float`), bigints (`int`), strings, arrays (a
  * frozen array is a tuple, a mutable one a list), {@linkcode PyDict} (`pyClass`
- * `"collections.OrderedDict"` or `"dict"`) and {@linkcode HostTensor}s (contiguous,
+ * `"collections.OrderedDict"`, whose `attributes` such as a state dict's `_metadata` are
+ * written as its instance dict, or `"dict"`) and {@linkcode HostTensor}s (contiguous,
  * `requires_grad=False`). The same tensor object reached twice is pickled once (Python's
  * memo), as torch shares it.
  *
@@ -300,17 +301,26 @@ class Pickler {
         );
       }
       this.put();
-      if (v.attributes.size > 0) {
+      if (v.attributes.size > 0 && v.pyClass !== "collections.OrderedDict") {
         throw new TypeError(
-          `Cannot write torch file "${this.source}": "${path}" has attributes ` +
-            `(${[...v.attributes.keys()].join(", ")}); they are not written`,
+          `Cannot write torch file "${this.source}": "${path}" is a dict with attributes ` +
+            `(${[...v.attributes.keys()].join(", ")}); only an OrderedDict carries them`,
         );
       }
-      this.batched([...v.entries()], 0x73, 0x75, ([k, x]) => {
-        const name = typeof k === "string" ? k : String(k);
-        this.value(k, `${path}[key ${name}]`, depth + 1);
-        this.value(x, path === "" ? name : `${path}.${name}`, depth + 1);
-      });
+      const items = (entries: [PyValue, PyValue][], at: string) =>
+        this.batched(entries, 0x73, 0x75, ([k, x]) => {
+          const name = typeof k === "string" ? k : String(k);
+          this.value(k, `${at}[key ${name}]`, depth + 1);
+          this.value(x, at === "" ? name : `${at}.${name}`, depth + 1);
+        });
+      items([...v.entries()], path);
+      if (v.attributes.size > 0) {
+        // the instance dict (a state_dict's `_metadata`), as pickle's save_reduce: state, BUILD
+        this.out.byte(0x7d); // EMPTY_DICT
+        this.put();
+        items([...v.attributes.entries()], path);
+        this.out.byte(0x62); // BUILD
+      }
       this.#active.delete(v);
       return;
     }
@@ -510,7 +520,8 @@ export async function writeTorchFile(path: string, value: PyValue): Promise<void
 
 /**
  * A state dict (`collections.OrderedDict` of tensors) in the given order, as
- * `module.state_dict()` returns it (without its `_metadata`, which loading does not need).
+ * `module.state_dict()` returns it, without its `_metadata` (per-module versions, which
+ * `load_state_dict` does not need).
  *
  * @param tensors tensors by parameter name
  * @returns the OrderedDict

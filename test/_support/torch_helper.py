@@ -168,6 +168,7 @@ def cmd_check(pth, ref):
         "mismatched": bad,
         "unexpected": extra,
         "others": sorted(k for k in ck if k != "model"),
+        "metadata": len(getattr(got, "_metadata", {})),
     }))
 
 

@@ -7,6 +7,7 @@ import {
   PyDict,
   readSafetensorsFile,
   readTorch,
+  readTorchFile,
   stateDictOf,
   writeSafetensorsFile,
   writeTorch,
@@ -133,7 +134,31 @@ Deno.test("writeTorch: refuses what it cannot write, naming the path", () => {
     () => writeTorch(new PyDict("argparse.Namespace", [["a", 1]])),
     /is a argparse\.Namespace/,
   );
+  const withAttrs = new PyDict("dict", [["a", 1]]);
+  withAttrs.attributes.set("x", 1);
+  assert.throws(() => writeTorch(withAttrs), /"" is a dict with attributes \(x\)/);
   const cyc: unknown[] = [];
   cyc.push(cyc);
   assert.throws(() => writeTorch(cyc as never), /contains itself/);
+});
+
+Deno.test("writeTorch: a state dict read from torch keeps its _metadata; torch.load(weights_only=True) reads it bit-exact", async () => {
+  const ckpt = await readTorchFile(parityPath("checkpoint.pth")) as PyDict;
+  const model = ckpt.get("model") as PyDict;
+  assert.ok(model.attributes.has("_metadata"));
+  const dir = await Deno.makeTempDir();
+  try {
+    await writeTorchFile(`${dir}/m.pth`, new PyDict("dict", [["model", model], ["epoch", 0]]));
+    const back = readTorch(await Deno.readFile(`${dir}/m.pth`)) as PyDict;
+    assert.deepEqual(
+      flattenTensors((back.get("model") as PyDict).attributes.get("_metadata")!).values,
+      flattenTensors(model.attributes.get("_metadata")!).values,
+    );
+    await writeSafetensorsFile(`${dir}/ref.safetensors`, flattenTensors(model).tensors);
+    const check = JSON.parse(await torchHelper("check", `${dir}/m.pth`, `${dir}/ref.safetensors`));
+    assert.deepEqual([check.mismatched, check.unexpected, check.others], [[], [], ["epoch"]]);
+    assert.equal(check.metadata, (model.attributes.get("_metadata") as PyDict).size);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
