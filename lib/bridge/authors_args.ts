@@ -180,6 +180,13 @@ const OPTION: Record<string, string> = {
  * The option string of an argument of the authors' scripts.
  * @param dest the argparse dest (`rrc_ratio`)
  * @returns the option (`--rrc-ratio`)
+ *
+ * @example
+ * ```ts
+ * import { authorsOption } from "@lib/bridge";
+ * console.assert(authorsOption("rrc_ratio") === "--rrc-ratio");
+ * console.assert(authorsOption("batch_size") === "--batch_size");
+ * ```
  */
 export function authorsOption(dest: string): string {
   return OPTION[dest] ?? `--${dest}`;
@@ -213,8 +220,15 @@ function show(v: unknown): string {
  * The label file the authors' loader expects next to a token file
  * (`NAME-token.data.bin.gz` -> `NAME-label.txt`).
  * @param tokenFile the token file
+ * @param setting the config key it came from, for the message
  * @returns the label file
  * @throws {UnmappableSettingError} for a name not in the release's pattern
+ *
+ * @example
+ * ```ts
+ * import { labelFileOf } from "@lib/bridge";
+ * console.assert(labelFileOf("t/in1k-train-token.data.bin.gz") === "t/in1k-train-label.txt");
+ * ```
  */
 export function labelFileOf(tokenFile: string, setting = "data.train"): string {
   const m = /^(.*)-token\.data\.bin\.gz$/.exec(tokenFile);
@@ -656,6 +670,21 @@ function shellWord(w: string): string {
  * (set per node in the environment).
  * @param cmd the command
  * @returns the shell text (no trailing newline)
+ *
+ * @example
+ * ```ts
+ * import { commandLine } from "@lib/bridge";
+ * const sh = commandLine({
+ *   phase: "finetune",
+ *   script: "main_mtm_finetune.py",
+ *   gpus: 8,
+ *   nodes: 1,
+ *   args: { epochs: 100, dist_eval: true },
+ *   argv: ["--epochs", "100", "--dist_eval"],
+ *   warnings: [],
+ * });
+ * console.assert(sh === "torchrun --nproc_per_node=8 main_mtm_finetune.py \\\n  --epochs 100 \\\n  --dist_eval");
+ * ```
  */
 export function commandLine(cmd: AuthorsCommand): string {
   const head = [`torchrun --nproc_per_node=${cmd.gpus}`];

@@ -367,6 +367,12 @@ const CRC_TABLE = (() => {
  * CRC-32 (zip, PNG) of some bytes.
  * @param b the bytes
  * @returns the checksum as an unsigned 32-bit number
+ *
+ * @example
+ * ```ts
+ * import { crc32 } from "@lib/io";
+ * console.assert(crc32(new TextEncoder().encode("123456789")) === 0xcbf43926);
+ * ```
  */
 export function crc32(b: Uint8Array): number {
   let c = 0xffffffff;
@@ -525,6 +531,13 @@ export async function writeTorchFile(path: string, value: PyValue): Promise<void
  *
  * @param tensors tensors by parameter name
  * @returns the OrderedDict
+ *
+ * @example
+ * ```ts
+ * import { stateDictOf } from "@lib/io";
+ * const b = { dtype: "float32" as const, shape: [1], data: new Float32Array([0]) };
+ * console.assert(stateDictOf([["head.bias", b]]).pyClass === "collections.OrderedDict");
+ * ```
  */
 export function stateDictOf(tensors: Iterable<readonly [string, HostTensor]>): PyDict {
   return new PyDict("collections.OrderedDict", tensors);

@@ -63,6 +63,7 @@ function randomClassifier(): TokenClassifier {
 
 Deno.test("a classifier's weights: identical when read back, bit-exact in torch.load(weights_only=True), same logits in PyTorch", async () => {
   const dir = await Deno.makeTempDir();
+  const tensorsBefore = tf.memory().numTensors;
   const model = randomClassifier();
   try {
     const sd = model.params.stateDict();
@@ -113,6 +114,7 @@ Deno.test("a classifier's weights: identical when read back, bit-exact in torch.
     model.dispose();
     await Deno.remove(dir, { recursive: true });
   }
+  assert.equal(tf.memory().numTensors, tensorsBefore);
 });
 
 Deno.test("torch:export's files (codebook, TokenAdapt, init, run weights) load in torch with weights_only=True, bit-exact", async () => {
