@@ -98,24 +98,27 @@ async function exists(path: string): Promise<Deno.FileInfo | null> {
 }
 
 /**
- * The checkpoint of an authors' output folder: the highest `checkpoint-N.pth`, else
- * `checkpoint-last.pth` / `checkpoint-best.pth` / the only `.pth`.
+ * The checkpoint of an authors' output folder: the `.pth` whose name ends in the highest
+ * number (`checkpoint-399.pth`), else `checkpoint-last.pth`, `checkpoint-best.pth`, else
+ * the most recently written `.pth`.
  * @param dir the folder
  * @returns the file, or null when there is none
  */
 export async function latestAuthorsCheckpoint(dir: string): Promise<string | null> {
-  const pth: string[] = [];
+  const pth: { name: string; mtime: number }[] = [];
   for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && e.name.endsWith(".pth")) pth.push(e.name);
+    if (!e.isFile || !e.name.endsWith(".pth")) continue;
+    pth.push({ name: e.name, mtime: (await Deno.stat(join(dir, e.name))).mtime?.getTime() ?? 0 });
   }
-  const numbered = pth.map((n) => [n, /^checkpoint-(\d+)\.pth$/.exec(n)] as const)
+  const numbered = pth.map((p) => [p.name, /(\d+)\.pth$/.exec(p.name)] as const)
     .filter(([, m]) => m !== null)
-    .sort((a, b) => Number(b[1]![1]) - Number(a[1]![1]));
+    .sort((a, b) => Number(b[1]![1]) - Number(a[1]![1]) || (a[0] < b[0] ? -1 : 1));
   if (numbered.length > 0) return join(dir, numbered[0][0]);
   for (const n of ["checkpoint-last.pth", "checkpoint-best.pth"]) {
-    if (pth.includes(n)) return join(dir, n);
+    if (pth.some((p) => p.name === n)) return join(dir, n);
   }
-  return pth.length === 1 ? join(dir, pth[0]) : null;
+  pth.sort((a, b) => b.mtime - a.mtime || (a.name < b.name ? -1 : 1));
+  return pth.length === 0 ? null : join(dir, pth[0].name);
 }
 
 interface ReadCheckpoint {

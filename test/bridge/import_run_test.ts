@@ -184,3 +184,21 @@ Deno.test("a pre-training log alone imports as an mtm run with its loss curve", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("latestAuthorsCheckpoint: the highest number, then last/best, then the newest .pth", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    assert.equal(await latestAuthorsCheckpoint(dir), null);
+    await Deno.writeFile(`${dir}/a.pth`, new Uint8Array(1));
+    await Deno.writeFile(`${dir}/b.pth`, new Uint8Array(1));
+    await Deno.utime(`${dir}/a.pth`, 1000, 1000);
+    assert.equal(await latestAuthorsCheckpoint(dir), `${dir}/b.pth`);
+    await Deno.writeFile(`${dir}/checkpoint-best.pth`, new Uint8Array(1));
+    assert.equal(await latestAuthorsCheckpoint(dir), `${dir}/checkpoint-best.pth`);
+    await Deno.writeFile(`${dir}/checkpoint-9.pth`, new Uint8Array(1));
+    await Deno.writeFile(`${dir}/checkpoint-10.pth`, new Uint8Array(1));
+    assert.equal(await latestAuthorsCheckpoint(dir), `${dir}/checkpoint-10.pth`);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
