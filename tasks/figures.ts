@@ -88,7 +88,8 @@ function parseArgs(argv: readonly string[]): FigArgs {
  * when present): test records 0-7 decoded after each augmentation, and the whole step.
  */
 async function gallery(runsDir: string, backend: string): Promise<ReportImage | null> {
-  const runs = await loadGridRuns(runsDir);
+  // runs imported from the authors' scripts (torch:import) name no local tokenizer files
+  const runs = (await loadGridRuns(runsDir)).filter((r) => !(r as { imported?: boolean }).imported);
   const pick = runs.find((r) => r.kind === "finetune" && r.augment === "seitpp") ??
     runs.find((r) => r.kind === "finetune");
   if (pick === undefined) return null;

@@ -16,6 +16,7 @@ import {
   type RecipeDescription,
   resolveGridConfig,
 } from "@lib/train";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = `Usage: deno task recipe <config.json | grid.json> [options]
 
@@ -61,7 +62,7 @@ function parse(argv: readonly string[]): RecipeArgs | "help" {
   if (phase !== undefined && phase !== "pretrain" && phase !== "finetune") {
     throw new SyntaxError(`--phase ${phase}: expected pretrain or finetune`);
   }
-  return { file, arm, phase: phase as RecipeArgs["phase"], json };
+  return { file: callerPath(file), arm, phase: phase as RecipeArgs["phase"], json };
 }
 
 /**

@@ -20,6 +20,7 @@ import { Rng } from "@lib/random";
 import { CodeQuantizer, loadCodebook, openTokenDataset } from "@lib/tokens";
 import { augmentStepForArm, createAugmentStep, readModelWeights } from "@lib/train";
 import { reportUserError } from "./_errors.ts";
+import { callerPath } from "./_paths.ts";
 
 const USAGE = `Usage: deno task tokenadapt:identity --run <finetune run dir> [options]
 
@@ -50,11 +51,11 @@ function parse(argv: string[]): Args | null {
     if (k === "-h" || k === "--help") return null;
     const v = v0 ?? argv[++i];
     if (v === undefined) throw new SyntaxError(`Option ${k} needs a value`);
-    if (k === "--run") a.run = v;
-    else if (k === "--tokenadapt") a.tokenadapt = v;
+    if (k === "--run") a.run = callerPath(v);
+    else if (k === "--tokenadapt") a.tokenadapt = callerPath(v);
     else if (k === "--records") a.records = Number(v);
     else if (k === "--backend") a.backend = v;
-    else if (k === "--out") a.out = v;
+    else if (k === "--out") a.out = callerPath(v);
     else throw new SyntaxError(`Unknown option ${k}`);
   }
   if (a.run === "") throw new SyntaxError("--run <finetune run dir> is required");

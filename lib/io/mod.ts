@@ -1,6 +1,6 @@
 /**
- * File formats: gzip, .npy, safetensors, idx, PNG and a safe PyTorch checkpoint reader,
- * each bounded in what it allocates (see limits.ts).
+ * File formats: gzip, .npy, safetensors, idx, PNG, a safe PyTorch checkpoint reader and a
+ * torch.save writer, each reader bounded in what it allocates (see limits.ts).
  *
  * @module
  */
@@ -15,3 +15,4 @@ export * from "./png.ts";
 export * from "./pickle.ts";
 export * from "./torch.ts";
 export * from "./zip.ts";
+export * from "./torch_write.ts";
