@@ -5,6 +5,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { type BlasRequest, loadBlas } from "./blas.ts";
+import { installBlasKernels, uninstallBlasKernels } from "./blas_kernels.ts";
 
 /** A backend that can be asked for. `auto` picks the best one that is present. */
 export type BackendRequest = "auto" | "wasm" | "cpu" | "webgpu" | "tensorflow";
@@ -33,6 +35,22 @@ export interface InitBackendOptions {
    * @default {false}
    */
   verbose?: boolean;
+  /**
+   * wasm only: the system BLAS that runs its matrix multiplies (through Deno FFI, on the
+   * wasm heap). `auto` uses the environment variable `SEITPP_BLAS` (a library path or
+   * `off`) if set, else OpenBLAS / MKL / Accelerate from the usual places; `off` keeps
+   * tfjs-wasm's own single-threaded matMul; any other value is a library path. When no
+   * BLAS loads (or `--allow-ffi` is missing) the plain wasm matMul runs and one line on
+   * stderr says why.
+   * @default {"auto"}
+   */
+  blas?: BlasRequest;
+  /**
+   * wasm only: threads for the BLAS; 0 = all logical cores. Without it the environment
+   * variable `SEITPP_BLAS_THREADS` is used, else all cores.
+   * @default {0}
+   */
+  blasThreads?: number;
 }
 
 /** What {@linkcode initBackend} found and started. */
@@ -47,6 +65,13 @@ export interface BackendInfo {
   skipped: string[];
   /** tfjs version in use. */
   tfjsVersion: string;
+  /**
+   * wasm: the BLAS running matMul (e.g. `OpenBLAS 0.3.21 (libopenblas.so.0, 2 threads)`),
+   * or `undefined` for tfjs-wasm's own matMul (and on other backends).
+   */
+  blas?: string;
+  /** wasm: why no BLAS runs (`undefined` when one runs or when it was turned off). */
+  blasSkipped?: string;
 }
 
 /** A backend that was asked for explicitly cannot run here. */
@@ -202,8 +227,38 @@ async function selfTest(): Promise<number> {
   return err;
 }
 
-async function activate(name: BackendName, auto = false): Promise<string> {
+/** Reasons already printed, so that each "no BLAS" line appears once per process. */
+const blasReasonsPrinted = new Set<string>();
+
+interface BlasChoice {
+  blas?: string;
+  blasSkipped?: string;
+}
+
+/** Load (or turn off) the BLAS behind the wasm backend's matMul kernels. */
+function setUpBlas(options: InitBackendOptions): BlasChoice {
+  const r = loadBlas({ blas: options.blas, threads: options.blasThreads });
+  if ("reason" in r) {
+    uninstallBlasKernels();
+    if (r.reason !== undefined && !blasReasonsPrinted.has(r.reason)) {
+      blasReasonsPrinted.add(r.reason);
+      console.error(`seitpp: wasm matMul without a BLAS: ${r.reason}`);
+    }
+    return { blasSkipped: r.reason };
+  }
+  installBlasKernels(r);
+  return {
+    blas: `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`,
+  };
+}
+
+async function activate(
+  name: BackendName,
+  auto = false,
+  options: InitBackendOptions = {},
+): Promise<{ description: string } & BlasChoice> {
   let description: string = name;
+  let blas: BlasChoice = {};
   if (name === "tensorflow") {
     await loadTensorflow();
   } else if (name === "webgpu") {
@@ -244,6 +299,8 @@ async function activate(name: BackendName, auto = false): Promise<string> {
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
     const threads = await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT");
     description = `wasm (${simd ? "SIMD" : "no SIMD"}, ${threads ? "threads" : "1 thread"})`;
+    blas = setUpBlas(options);
+    if (blas.blas !== undefined) description += ` + matMul on ${blas.blas}`;
   } else if (name === "cpu") {
     description = "cpu (pure JS)";
   } else if (name === "tensorflow") {
@@ -253,7 +310,7 @@ async function activate(name: BackendName, auto = false): Promise<string> {
   if (!(err < 1e-4)) {
     throw unavailable(name, `the self-test computed a wrong answer (max error ${err})`);
   }
-  return description;
+  return { description, ...blas };
 }
 
 /**
@@ -288,10 +345,11 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   const skipped: string[] = [];
   let name: BackendName | undefined;
   let description = "";
+  let blas: BlasChoice = {};
   if (requested === "auto") {
     for (const candidate of ["tensorflow", "webgpu", "wasm"] as const) {
       try {
-        description = await activate(candidate, true);
+        ({ description, ...blas } = await activate(candidate, true, options));
         name = candidate;
         break;
       } catch (e) {
@@ -307,9 +365,16 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     }
   } else {
     name = requested;
-    description = await activate(requested);
+    ({ description, ...blas } = await activate(requested, false, options));
   }
-  const info: BackendInfo = { requested, name, description, skipped, tfjsVersion: tf.version.tfjs };
+  const info: BackendInfo = {
+    requested,
+    name,
+    description,
+    skipped,
+    tfjsVersion: tf.version.tfjs,
+    ...blas,
+  };
   if (options.verbose) console.error(describeBackend(info));
   return info;
 }
@@ -322,6 +387,11 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
  */
 export function describeBackend(info: BackendInfo): string {
   let line = `backend: ${info.description}, tfjs ${info.tfjsVersion}`;
+  if (info.name === "wasm" && info.blas === undefined) {
+    line += info.blasSkipped === undefined
+      ? " [matMul: wasm's own, BLAS off]"
+      : ` [matMul: wasm's own; no BLAS: ${info.blasSkipped}]`;
+  }
   if (info.requested === "auto") {
     line += " [auto";
     if (info.skipped.length > 0) {
