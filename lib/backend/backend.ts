@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { type BlasRequest, loadBlas } from "./blas.ts";
 import { installBlasKernels, uninstallBlasKernels } from "./blas_kernels.ts";
+import { registerNativeOps, removeNativeOps } from "./native_ops.ts";
 
 /** A backend that can be asked for. `auto` picks the best one that is present. */
 export type BackendRequest = "auto" | "wasm" | "cpu" | "webgpu" | "tensorflow";
@@ -240,6 +241,7 @@ function setUpBlas(options: InitBackendOptions): BlasChoice {
   const r = loadBlas({ blas: options.blas, threads: options.blasThreads });
   if ("reason" in r) {
     uninstallBlasKernels();
+    removeNativeOps();
     if (r.reason !== undefined && !blasReasonsPrinted.has(r.reason)) {
       blasReasonsPrinted.add(r.reason);
       console.error(`seitpp: wasm matMul without a BLAS: ${r.reason}`);
@@ -247,6 +249,7 @@ function setUpBlas(options: InitBackendOptions): BlasChoice {
     return { blasSkipped: r.reason };
   }
   installBlasKernels(r);
+  registerNativeOps();
   return {
     blas: `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`,
   };

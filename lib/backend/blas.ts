@@ -61,6 +61,7 @@ export interface Blas {
     m: number,
     n: number,
     k: number,
+    alpha: number,
     a: Float32Array,
     lda: number,
     b: Float32Array,
@@ -175,9 +176,24 @@ function wrap(path: string, lib: Deno.DynamicLibrary<BlasSymbols>, threads: numb
     path,
     vendor,
     threads: actual,
-    sgemm(transA, transB, m, n, k, a, lda, b, ldb, beta, c, ldc) {
+    sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
       // 101 = CblasRowMajor, 111 = CblasNoTrans, 112 = CblasTrans
-      sgemm(101, transA ? 112 : 111, transB ? 112 : 111, m, n, k, 1, a, lda, b, ldb, beta, c, ldc);
+      sgemm(
+        101,
+        transA ? 112 : 111,
+        transB ? 112 : 111,
+        m,
+        n,
+        k,
+        alpha,
+        a,
+        lda,
+        b,
+        ldb,
+        beta,
+        c,
+        ldc,
+      );
     },
   };
 }

@@ -152,7 +152,7 @@ function matMulInto(
   const bMat = ka * n;
   if (size(bBatch) === 1 && !transA && size(aBatch) === batches) {
     // b is shared by every batch and a's matrices are stacked rows: one GEMM.
-    blas.sgemm(false, transB, batches * m, n, ka, av, lda, bv, ldb, beta, cv, n);
+    blas.sgemm(false, transB, batches * m, n, ka, 1, av, lda, bv, ldb, beta, cv, n);
     return { out, buffer };
   }
   const aOff = batchOffsets(aBatch, outBatch, aMat);
@@ -164,6 +164,7 @@ function matMulInto(
       m,
       n,
       ka,
+      1,
       av.subarray(aOff[i], aOff[i] + aMat),
       lda,
       bv.subarray(bOff[i], bOff[i] + bMat),

@@ -16,6 +16,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
+import { nativeAttention, nativeAttentionGrad, nativeOpsActive } from "../backend/mod.ts";
 import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
 
 type Save = (tensors: tf.Tensor[]) => void;
@@ -58,6 +59,15 @@ function linearGrads(
   dy: tf.Tensor2D,
   withBias: boolean,
 ): tf.Tensor[] {
+  if (nativeOpsActive()) {
+    // wasm with a BLAS: transposed operands cost nothing (the BLAS reads them in place).
+    return tf.tidy(() => {
+      const dx = tf.matMul(dy, w, false, true);
+      const dw = tf.matMul(x, dy, true, false);
+      if (!withBias) return [dx, dw];
+      return [dx, dw, tf.reshape(tf.matMul(tf.ones([1, dy.shape[0]]), dy), [dy.shape[1]])];
+    });
+  }
   return tf.tidy(() => {
     const dx = tf.matMul(dy, tf.transpose(w));
     const dyT = tf.transpose(dy);
@@ -313,6 +323,26 @@ export function attention(
   const scale = 1 / Math.sqrt(c / heads);
   const p = options.dropout ?? 0;
   const dropMask = p > 0 ? requireRng(options.rng, "attention dropout") : undefined;
+  if (nativeOpsActive()) {
+    const native = withGrad(
+      (qkv: tf.Tensor2D, save: Save) => {
+        const mask = dropMask === undefined
+          ? undefined
+          : dropoutMask([batch * heads, seq, seq], p, dropMask) as tf.Tensor3D;
+        const [value, probs] = nativeAttention(qkv, batch, seq, heads, scale, mask);
+        save(mask === undefined ? [qkv, probs] : [qkv, probs, mask]);
+        tf.dispose([probs, mask]);
+        return {
+          value,
+          gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+            const [sqkv, sp, sm] = saved as [tf.Tensor2D, tf.Tensor3D, tf.Tensor3D | undefined];
+            return [nativeAttentionGrad(dy, sqkv, sp, batch, seq, heads, scale, sm)];
+          },
+        };
+      },
+    ) as unknown as (qkv: tf.Tensor2D) => tf.Tensor2D;
+    return native(qkv);
+  }
   const f = withGrad(
     (qkv: tf.Tensor2D, save: Save) => {
       const [q, k, v] = tf.tidy(() => {

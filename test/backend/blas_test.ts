@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { activeBlas, describeBackend, initBackend, loadBlas } from "@lib/backend";
+import { activeBlas, describeBackend, initBackend, loadBlas, nativeOpsActive } from "@lib/backend";
+import { attention } from "@lib/models";
 import { Rng } from "@lib/random";
 
 // These tests need a loadable BLAS (CI installs Debian's libopenblas0-pthread). Set
@@ -273,4 +274,41 @@ Deno.test("without --allow-ffi: plain wasm runs and one line says why", async ()
   const lines = r.stderr.split("\n").filter((l) => l.includes("without a BLAS"));
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0], /FFI is not permitted/);
+});
+
+Deno.test({
+  name:
+    "native attention (wasm + BLAS) matches the cpu backend with dropout: output and qkv gradient",
+  ignore: blasOff,
+  fn: async () => {
+    const [batch, seq, heads, c] = [3, 7, 2, 8];
+    /** loss = sum(attention(qkv) * w) with attention dropout 0.3; returns [loss, dloss/dqkv]. */
+    const lossAndGrad = async () => {
+      const qkv = tf.tensor2d(values([batch * seq, 3 * c], new Rng(12)), [batch * seq, 3 * c]);
+      const w = tf.tensor2d(values([batch * seq, c], new Rng(13)), [batch * seq, c]);
+      const rng = new Rng(11);
+      const before = tf.memory().numTensors;
+      const f = (x: tf.Tensor) =>
+        tf.sum(tf.mul(attention(x as tf.Tensor2D, batch, seq, heads, { dropout: 0.3, rng }), w));
+      const { value, grad } = tf.valueAndGrad(f)(qkv);
+      const out = [await value.data(), await grad.data()];
+      tf.dispose([value, grad]);
+      assert.equal(tf.memory().numTensors, before, "leaked tensors");
+      tf.dispose([qkv, w]);
+      return out;
+    };
+    await initBackend({ backend: "cpu" });
+    const want = await lossAndGrad();
+    await initBackend({ backend: "wasm" });
+    assert.ok(nativeOpsActive());
+    const got = await lossAndGrad();
+    for (let k = 0; k < 2; k++) {
+      for (let i = 0; i < want[k].length; i++) {
+        assert.ok(
+          Math.abs(got[k][i] - want[k][i]) <= 1e-5 + 1e-4 * Math.abs(want[k][i]),
+          `${k === 0 ? "loss" : "grad"} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
+        );
+      }
+    }
+  },
 });

@@ -1,0 +1,362 @@
+/**
+ * Fused kernels for the wasm backend when a BLAS runs its matMuls (./blas_kernels.ts):
+ * multi-head attention forward and backward straight from / into the fused qkv matrix
+ * (strided BLAS calls, no head split/merge transposes, softmax in one pass), and an
+ * `Identity` that shares the input's memory (as tfjs's cpu backend does) instead of
+ * copying it.
+ *
+ * Models call {@linkcode nativeAttention} / {@linkcode nativeAttentionGrad} only when
+ * {@linkcode nativeOpsActive} says so; elsewhere they use plain tfjs ops.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { activeBlas } from "./blas_kernels.ts";
+import type { Blas } from "./blas.ts";
+
+const ATTENTION = "SeitppBlasAttention";
+const ATTENTION_GRAD = "SeitppBlasAttentionGrad";
+
+/** The parts of tfjs-backend-wasm's `BackendWasm` these kernels use. */
+interface WasmBackendLike {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
+  makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
+  incRef(dataId: object): void;
+}
+
+function size(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+function view(backend: WasmBackendLike, t: tf.TensorInfo, buffer: ArrayBufferLike): Float32Array {
+  const data = backend.dataIdMap.get(t.dataId);
+  if (data === undefined) {
+    throw new TypeError(
+      `Native attention: tensor of shape [${t.shape}] is not on the wasm backend`,
+    );
+  }
+  return new Float32Array(buffer, data.memoryOffset, size(t.shape));
+}
+
+function requireBlas(): Blas {
+  const blas = activeBlas();
+  if (blas === undefined) {
+    throw new TypeError("Native attention kernels need the wasm backend's BLAS (initBackend)");
+  }
+  return blas;
+}
+
+let scratch = new Float32Array(0);
+function scratchOf(n: number): Float32Array {
+  if (scratch.length < n) scratch = new Float32Array(n);
+  return scratch.subarray(0, n);
+}
+
+interface AttentionAttrs {
+  batch: number;
+  seq: number;
+  heads: number;
+  scale: number;
+}
+
+function attentionKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
+): tf.TensorInfo[] {
+  const blas = requireBlas();
+  const { batch, seq, heads, scale } = args.attrs as unknown as AttentionAttrs;
+  const backend = args.backend as WasmBackendLike;
+  const qkv = args.inputs.qkv as tf.TensorInfo;
+  const mask = args.inputs.mask as tf.TensorInfo | undefined;
+  const c3 = qkv.shape[1];
+  const c = c3 / 3;
+  const hd = c / heads;
+  const n = seq;
+  const out = backend.makeOutput([batch * n, c], "float32");
+  const probs = backend.makeOutput([batch * heads, n, n], "float32");
+  const buffer = backend.wasm.HEAPU8.buffer; // after the allocations (the heap may grow)
+  const x = view(backend, qkv, buffer);
+  const o = view(backend, out, buffer);
+  const p = view(backend, probs, buffer);
+  const m = mask === undefined ? undefined : view(backend, mask, buffer);
+  const used = m === undefined ? undefined : scratchOf(n * n);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const row0 = b * n * c3 + h * hd;
+      const pOff = (b * heads + h) * n * n;
+      const pbh = p.subarray(pOff, pOff + n * n);
+      // scores = scale q k^T, straight from the strided q and k columns of qkv
+      blas.sgemm(
+        false,
+        true,
+        n,
+        n,
+        hd,
+        scale,
+        x.subarray(row0),
+        c3,
+        x.subarray(row0 + c),
+        c3,
+        0,
+        pbh,
+        n,
+      );
+      for (let i = 0; i < n; i++) {
+        const r = i * n;
+        let max = -Infinity;
+        for (let j = 0; j < n; j++) if (pbh[r + j] > max) max = pbh[r + j];
+        let sum = 0;
+        for (let j = 0; j < n; j++) {
+          const e = Math.exp(pbh[r + j] - max);
+          pbh[r + j] = e;
+          sum += e;
+        }
+        const inv = 1 / sum;
+        for (let j = 0; j < n; j++) pbh[r + j] *= inv;
+      }
+      let a = pbh;
+      if (m !== undefined && used !== undefined) {
+        for (let i = 0; i < n * n; i++) used[i] = pbh[i] * m[pOff + i];
+        a = used;
+      }
+      blas.sgemm(
+        false,
+        false,
+        n,
+        hd,
+        n,
+        1,
+        a,
+        n,
+        x.subarray(row0 + 2 * c),
+        c3,
+        0,
+        o.subarray(b * n * c + h * hd),
+        c,
+      );
+    }
+  }
+  return [out, probs];
+}
+
+function attentionGradKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
+): tf.TensorInfo {
+  const blas = requireBlas();
+  const { batch, seq, heads, scale } = args.attrs as unknown as AttentionAttrs;
+  const backend = args.backend as WasmBackendLike;
+  const dyT = args.inputs.dy as tf.TensorInfo;
+  const qkv = args.inputs.qkv as tf.TensorInfo;
+  const probs = args.inputs.probs as tf.TensorInfo;
+  const mask = args.inputs.mask as tf.TensorInfo | undefined;
+  const c3 = qkv.shape[1];
+  const c = c3 / 3;
+  const hd = c / heads;
+  const n = seq;
+  const dqkv = backend.makeOutput([batch * n, c3], "float32");
+  const buffer = backend.wasm.HEAPU8.buffer;
+  const x = view(backend, qkv, buffer);
+  const dy = view(backend, dyT, buffer);
+  const p = view(backend, probs, buffer);
+  const dx = view(backend, dqkv, buffer);
+  const m = mask === undefined ? undefined : view(backend, mask, buffer);
+  const work = scratchOf(2 * n * n);
+  const dS = work.subarray(0, n * n);
+  const used = work.subarray(n * n);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const row0 = b * n * c3 + h * hd;
+      const pOff = (b * heads + h) * n * n;
+      const pbh = p.subarray(pOff, pOff + n * n);
+      const dO = dy.subarray(b * n * c + h * hd);
+      let a = pbh;
+      if (m !== undefined) {
+        for (let i = 0; i < n * n; i++) used[i] = pbh[i] * m[pOff + i];
+        a = used;
+      }
+      // dv = P_used^T dO
+      blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
+      // dP = dO v^T (then the dropout mask)
+      blas.sgemm(false, true, n, n, hd, 1, dO, c, x.subarray(row0 + 2 * c), c3, 0, dS, n);
+      if (m !== undefined) { for (let i = 0; i < n * n; i++) dS[i] *= m[pOff + i]; }
+      // dS = P (dP - rowsum(dP P))
+      for (let i = 0; i < n; i++) {
+        const r = i * n;
+        let dot = 0;
+        for (let j = 0; j < n; j++) dot += dS[r + j] * pbh[r + j];
+        for (let j = 0; j < n; j++) dS[r + j] = pbh[r + j] * (dS[r + j] - dot);
+      }
+      // dq = scale dS k, dk = scale dS^T q
+      blas.sgemm(
+        false,
+        false,
+        n,
+        hd,
+        n,
+        scale,
+        dS,
+        n,
+        x.subarray(row0 + c),
+        c3,
+        0,
+        dx.subarray(row0),
+        c3,
+      );
+      blas.sgemm(
+        true,
+        false,
+        n,
+        hd,
+        n,
+        scale,
+        dS,
+        n,
+        x.subarray(row0),
+        c3,
+        0,
+        dx.subarray(row0 + c),
+        c3,
+      );
+    }
+  }
+  return dqkv;
+}
+
+/** Identity without a copy: the output shares the input's memory (reference counted). */
+function identityKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
+): tf.TensorInfo {
+  const x = args.inputs.x as tf.TensorInfo;
+  (args.backend as WasmBackendLike).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
+let identityOriginal: tf.KernelConfig | undefined;
+let registered = false;
+
+/**
+ * Register the native kernels for the wasm backend (idempotent); called by
+ * {@linkcode initBackend} when a BLAS loads. The copy-free Identity replaces wasm's own
+ * until {@linkcode removeNativeOps}.
+ */
+export function registerNativeOps(): void {
+  if (!registered) {
+    for (
+      const [kernelName, kernelFunc] of [
+        [ATTENTION, attentionKernel],
+        [ATTENTION_GRAD, attentionGradKernel],
+      ] as const
+    ) {
+      if (tf.getKernel(kernelName, "wasm") === undefined) {
+        tf.registerKernel({ kernelName, backendName: "wasm", kernelFunc: kernelFunc as never });
+      }
+    }
+    registered = true;
+  }
+  if (identityOriginal === undefined) {
+    const original = tf.getKernel("Identity", "wasm");
+    if (original !== undefined) {
+      identityOriginal = original;
+      tf.unregisterKernel("Identity", "wasm");
+      tf.registerKernel({
+        kernelName: "Identity",
+        backendName: "wasm",
+        kernelFunc: identityKernel as never,
+      });
+    }
+  }
+}
+
+/** Give the wasm backend its own Identity back (the attention kernels stay, unused). */
+export function removeNativeOps(): void {
+  if (identityOriginal !== undefined) {
+    tf.unregisterKernel("Identity", "wasm");
+    tf.registerKernel(identityOriginal);
+    identityOriginal = undefined;
+  }
+}
+
+/**
+ * Whether the fused native kernels can run now: the active backend is wasm and its
+ * matMuls run on a BLAS.
+ *
+ * @returns true when {@linkcode nativeAttention} may be called
+ */
+export function nativeOpsActive(): boolean {
+  return registered && activeBlas() !== undefined && tf.getBackend() === "wasm";
+}
+
+function checkQkv(qkv: tf.Tensor2D, batch: number, seq: number, heads: number): void {
+  if (qkv.dtype !== "float32" || qkv.shape[0] !== batch * seq || qkv.shape[1] % (3 * heads) !== 0) {
+    throw new TypeError(
+      `Cannot run native attention with batch ${batch}, sequence ${seq}, ${heads} heads on ` +
+        `${qkv.dtype} qkv [${qkv.shape}]`,
+    );
+  }
+}
+
+/**
+ * Multi-head attention from a fused qkv projection (timm's layout: channel
+ * `t*C + h*hd + e` is part t of head h): `softmax(scale q k^T)`, times the dropout mask if
+ * given, times v, heads merged.
+ *
+ * @param qkv `[B*N, 3*C]` float32
+ * @param batch B
+ * @param seq N
+ * @param heads H
+ * @param scale the score scale (usually `hd^-0.5`)
+ * @param mask optional dropout mask `[B*H, N, N]` float32 (0 or `1/(1-p)`)
+ * @returns `[out, probs]`: `[B*N, C]` and the softmax before dropout `[B*H, N, N]`, both
+ *   owned by the caller; no gradient is recorded (use inside `tf.customGrad`)
+ * @throws {TypeError} for sizes that do not fit or without the wasm BLAS
+ */
+export function nativeAttention(
+  qkv: tf.Tensor2D,
+  batch: number,
+  seq: number,
+  heads: number,
+  scale: number,
+  mask?: tf.Tensor3D,
+): [tf.Tensor2D, tf.Tensor3D] {
+  checkQkv(qkv, batch, seq, heads);
+  const inputs: tf.NamedTensorMap = mask === undefined ? { qkv } : { qkv, mask };
+  const attrs = { batch, seq, heads, scale };
+  return tf.engine().runKernel(ATTENTION, inputs, attrs as never) as unknown as [
+    tf.Tensor2D,
+    tf.Tensor3D,
+  ];
+}
+
+/**
+ * The gradient of {@linkcode nativeAttention} with respect to qkv.
+ *
+ * @param dy `[B*N, C]` gradient of the output
+ * @param qkv the forward input `[B*N, 3*C]`
+ * @param probs the forward's softmax `[B*H, N, N]`
+ * @param batch B
+ * @param seq N
+ * @param heads H
+ * @param scale the forward's scale
+ * @param mask the forward's dropout mask, if any
+ * @returns `[B*N, 3*C]` float32, owned by the caller
+ * @throws {TypeError} for sizes that do not fit or without the wasm BLAS
+ */
+export function nativeAttentionGrad(
+  dy: tf.Tensor2D,
+  qkv: tf.Tensor2D,
+  probs: tf.Tensor3D,
+  batch: number,
+  seq: number,
+  heads: number,
+  scale: number,
+  mask?: tf.Tensor3D,
+): tf.Tensor2D {
+  checkQkv(qkv, batch, seq, heads);
+  const inputs: tf.NamedTensorMap = mask === undefined
+    ? { dy, qkv, probs }
+    : { dy, qkv, probs, mask };
+  const attrs = { batch, seq, heads, scale };
+  return tf.engine().runKernel(ATTENTION_GRAD, inputs, attrs as never) as tf.Tensor2D;
+}
