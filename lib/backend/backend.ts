@@ -236,6 +236,14 @@ interface BlasChoice {
   blasSkipped?: string;
 }
 
+function envFlag(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Load (or turn off) the BLAS behind the wasm backend's matMul kernels. */
 function setUpBlas(options: InitBackendOptions): BlasChoice {
   const r = loadBlas({ blas: options.blas, threads: options.blasThreads });
@@ -249,7 +257,8 @@ function setUpBlas(options: InitBackendOptions): BlasChoice {
     return { blasSkipped: r.reason };
   }
   installBlasKernels(r);
-  registerNativeOps();
+  if (envFlag("SEITPP_NATIVE_OPS") === "off") removeNativeOps();
+  else registerNativeOps();
   return {
     blas: `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`,
   };

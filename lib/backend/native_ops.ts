@@ -16,6 +16,7 @@ import type { Blas } from "./blas.ts";
 
 const ATTENTION = "SeitppBlasAttention";
 const ATTENTION_GRAD = "SeitppBlasAttentionGrad";
+const GELU = "SeitppGelu";
 
 /** The parts of tfjs-backend-wasm's `BackendWasm` these kernels use. */
 interface WasmBackendLike {
@@ -224,6 +225,37 @@ function attentionGradKernel(
   return dqkv;
 }
 
+// Abramowitz & Stegun 7.1.26 (|error of erf| <= 1.5e-7), as lib/models/ops.ts's gelu.
+const ERF_P = 0.3275911;
+const [A1, A2, A3, A4, A5] = [0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429];
+const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
+
+/** GELU (erf form) and its derivative `Phi(x) + x phi(x)` in one pass. */
+function geluKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
+): tf.TensorInfo[] {
+  const backend = args.backend as WasmBackendLike;
+  const xT = args.inputs.x as tf.TensorInfo;
+  const y = backend.makeOutput(xT.shape, "float32");
+  const d = backend.makeOutput(xT.shape, "float32");
+  const buffer = backend.wasm.HEAPU8.buffer;
+  const x = view(backend, xT, buffer);
+  const yv = view(backend, y, buffer);
+  const dv = view(backend, d, buffer);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    const z = Math.abs(v) * Math.SQRT1_2;
+    const t = 1 / (1 + ERF_P * z);
+    const poly = t * (A1 + t * (A2 + t * (A3 + t * (A4 + t * A5))));
+    const gauss = Math.exp(-0.5 * v * v);
+    const tail = 0.5 * poly * gauss; // Phi(-|x|)
+    const cdf = v > 0 ? 1 - tail : tail;
+    yv[i] = v * cdf;
+    dv[i] = cdf + v * gauss * INV_SQRT_2PI;
+  }
+  return [y, d];
+}
+
 /** Identity without a copy: the output shares the input's memory (reference counted). */
 function identityKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
@@ -247,6 +279,7 @@ export function registerNativeOps(): void {
       const [kernelName, kernelFunc] of [
         [ATTENTION, attentionKernel],
         [ATTENTION_GRAD, attentionGradKernel],
+        [GELU, geluKernel],
       ] as const
     ) {
       if (tf.getKernel(kernelName, "wasm") === undefined) {
@@ -269,8 +302,13 @@ export function registerNativeOps(): void {
   }
 }
 
-/** Give the wasm backend its own Identity back (the attention kernels stay, unused). */
+/**
+ * Turn the fused kernels off: {@linkcode nativeOpsActive} answers false and the wasm
+ * backend gets its own Identity back (with a BLAS, `SEITPP_NATIVE_OPS=off` does this, to
+ * compare the two paths).
+ */
 export function removeNativeOps(): void {
+  registered = false;
   if (identityOriginal !== undefined) {
     tf.unregisterKernel("Identity", "wasm");
     tf.registerKernel(identityOriginal);
@@ -359,4 +397,17 @@ export function nativeAttentionGrad(
     : { dy, qkv, probs, mask };
   const attrs = { batch, seq, heads, scale };
   return tf.engine().runKernel(ATTENTION_GRAD, inputs, attrs as never) as tf.Tensor2D;
+}
+
+/**
+ * GELU (erf form, A&S 7.1.26 for erf) and its derivative, in one pass over the wasm heap.
+ *
+ * @param x any float32 tensor
+ * @returns `[gelu(x), gelu'(x)]`, same shape, owned by the caller; no gradient is recorded
+ *   (use inside `tf.customGrad`)
+ * @throws {TypeError} for a non-float32 input
+ */
+export function nativeGelu<T extends tf.Tensor>(x: T): [T, T] {
+  if (x.dtype !== "float32") throw new TypeError(`Cannot apply native GELU to ${x.dtype} input`);
+  return tf.engine().runKernel(GELU, { x }, {}) as unknown as [T, T];
 }

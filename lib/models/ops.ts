@@ -16,7 +16,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { nativeAttention, nativeAttentionGrad, nativeOpsActive } from "../backend/mod.ts";
+import {
+  nativeAttention,
+  nativeAttentionGrad,
+  nativeGelu,
+  nativeOpsActive,
+} from "../backend/mod.ts";
 import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
 
 type Save = (tensors: tf.Tensor[]) => void;
@@ -216,6 +221,18 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * @returns same shape
  */
 export function gelu<T extends tf.Tensor>(x: T): T {
+  if (nativeOpsActive()) {
+    const native = withGrad((x: tf.Tensor, save: Save) => {
+      const [value, slope] = nativeGelu(x);
+      save([slope]);
+      slope.dispose();
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(dy, saved[0])],
+      };
+    }) as unknown as (x: tf.Tensor) => tf.Tensor;
+    return native(x) as T;
+  }
   const f = withGrad(
     (x: tf.Tensor, save: Save) => {
       const [cdf, xpdf] = tf.tidy(() => {

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { activeBlas, describeBackend, initBackend, loadBlas, nativeOpsActive } from "@lib/backend";
-import { attention } from "@lib/models";
+import { attention, gelu } from "@lib/models";
 import { Rng } from "@lib/random";
 
 // These tests need a loadable BLAS (CI installs Debian's libopenblas0-pthread). Set
@@ -307,6 +307,37 @@ Deno.test({
         assert.ok(
           Math.abs(got[k][i] - want[k][i]) <= 1e-5 + 1e-4 * Math.abs(want[k][i]),
           `${k === 0 ? "loss" : "grad"} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
+        );
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "native GELU (wasm + BLAS) matches the cpu backend: value and gradient",
+  ignore: blasOff,
+  fn: async () => {
+    const run = async () => {
+      const x = tf.tensor2d(values([50, 40], new Rng(21)).map((v) => 6 * v), [50, 40]);
+      const w = tf.tensor2d(values([50, 40], new Rng(22)), [50, 40]);
+      const { value, grad } = tf.valueAndGrad((t: tf.Tensor) => tf.sum(tf.mul(gelu(t), w)))(x);
+      const y = gelu(x);
+      const out = [await y.data(), await grad.data(), await value.data()];
+      tf.dispose([x, w, y, value, grad]);
+      return out;
+    };
+    await initBackend({ backend: "cpu" });
+    const want = await run();
+    await initBackend({ backend: "wasm" });
+    assert.ok(nativeOpsActive());
+    const before = tf.memory().numTensors;
+    const got = await run();
+    assert.equal(tf.memory().numTensors, before, "leaked tensors");
+    for (let k = 0; k < 3; k++) {
+      for (let i = 0; i < want[k].length; i++) {
+        assert.ok(
+          Math.abs(got[k][i] - want[k][i]) <= 1e-6 + 1e-5 * Math.abs(want[k][i]),
+          `output ${k} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
         );
       }
     }
