@@ -182,8 +182,9 @@ interface AdapterFacts {
 /**
  * Deno's WebGPU (wgpu over Vulkan) prints "XDG_RUNTIME_DIR is invalid or not set" on
  * headless machines where the variable is unset. Point it at a private folder first.
+ * Without env or write permission nothing changes (the warning is printed).
  */
-function ensureXdgRuntimeDir(): void {
+export function ensureXdgRuntimeDir(): void {
   try {
     if (Deno.env.get("XDG_RUNTIME_DIR")) return;
     const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/seitpp-xdg-${Deno.uid() ?? "user"}`;

@@ -14,4 +14,11 @@ export {
   type LoadBlasOptions,
 } from "./blas.ts";
 export { activeBlas, installBlasKernels, uninstallBlasKernels } from "./blas_kernels.ts";
-export { nativeAttention, nativeAttentionGrad, nativeGelu, nativeOpsActive } from "./native_ops.ts";
+export {
+  nativeAttention,
+  nativeAttentionGrad,
+  nativeGelu,
+  nativeLayerNorm,
+  nativeLayerNormGrad,
+  nativeOpsActive,
+} from "./native_ops.ts";

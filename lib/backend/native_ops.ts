@@ -17,6 +17,8 @@ import type { Blas } from "./blas.ts";
 const ATTENTION = "SeitppBlasAttention";
 const ATTENTION_GRAD = "SeitppBlasAttentionGrad";
 const GELU = "SeitppGelu";
+const LAYER_NORM = "SeitppLayerNorm";
+const LAYER_NORM_GRAD = "SeitppLayerNormGrad";
 
 /** The parts of tfjs-backend-wasm's `BackendWasm` these kernels use. */
 interface WasmBackendLike {
@@ -256,6 +258,87 @@ function geluKernel(
   return [y, d];
 }
 
+/** LayerNorm over the last axis: `[y, xhat, rstd]` in one pass per row. */
+function layerNormKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
+): tf.TensorInfo[] {
+  const backend = args.backend as WasmBackendLike;
+  const { eps } = args.attrs as unknown as { eps: number };
+  const xT = args.inputs.x as tf.TensorInfo;
+  const [rows, c] = xT.shape;
+  const y = backend.makeOutput([rows, c], "float32");
+  const xhat = backend.makeOutput([rows, c], "float32");
+  const rstd = backend.makeOutput([rows, 1], "float32");
+  const buffer = backend.wasm.HEAPU8.buffer;
+  const x = view(backend, xT, buffer);
+  const g = view(backend, args.inputs.gamma as tf.TensorInfo, buffer);
+  const bt = view(backend, args.inputs.beta as tf.TensorInfo, buffer);
+  const yv = view(backend, y, buffer);
+  const hv = view(backend, xhat, buffer);
+  const rv = view(backend, rstd, buffer);
+  for (let r = 0; r < rows; r++) {
+    const o = r * c;
+    let mean = 0;
+    for (let j = 0; j < c; j++) mean += x[o + j];
+    mean /= c;
+    let v = 0;
+    for (let j = 0; j < c; j++) {
+      const d = x[o + j] - mean;
+      v += d * d;
+    }
+    const rs = 1 / Math.sqrt(v / c + eps);
+    rv[r] = rs;
+    for (let j = 0; j < c; j++) {
+      const h = (x[o + j] - mean) * rs;
+      hv[o + j] = h;
+      yv[o + j] = h * g[j] + bt[j];
+    }
+  }
+  return [y, xhat, rstd];
+}
+
+/** The LayerNorm gradient: `[dx, dgamma, dbeta]` from dy, xhat, rstd and gamma. */
+function layerNormGradKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
+): tf.TensorInfo[] {
+  const backend = args.backend as WasmBackendLike;
+  const dyT = args.inputs.dy as tf.TensorInfo;
+  const [rows, c] = dyT.shape;
+  const dx = backend.makeOutput([rows, c], "float32");
+  const dg = backend.makeOutput([c], "float32");
+  const db = backend.makeOutput([c], "float32");
+  const buffer = backend.wasm.HEAPU8.buffer;
+  const dy = view(backend, dyT, buffer);
+  const h = view(backend, args.inputs.xhat as tf.TensorInfo, buffer);
+  const rs = view(backend, args.inputs.rstd as tf.TensorInfo, buffer);
+  const g = view(backend, args.inputs.gamma as tf.TensorInfo, buffer);
+  const dxv = view(backend, dx, buffer);
+  const sg = new Float64Array(c);
+  const sb = new Float64Array(c);
+  for (let r = 0; r < rows; r++) {
+    const o = r * c;
+    let m1 = 0;
+    let m2 = 0;
+    for (let j = 0; j < c; j++) {
+      const d = dy[o + j];
+      const dxh = d * g[j];
+      m1 += dxh;
+      m2 += dxh * h[o + j];
+      sg[j] += d * h[o + j];
+      sb[j] += d;
+    }
+    m1 /= c;
+    m2 /= c;
+    const rr = rs[r];
+    for (let j = 0; j < c; j++) {
+      dxv[o + j] = rr * (dy[o + j] * g[j] - m1 - h[o + j] * m2);
+    }
+  }
+  view(backend, dg, buffer).set(sg);
+  view(backend, db, buffer).set(sb);
+  return [dx, dg, db];
+}
+
 /** Identity without a copy: the output shares the input's memory (reference counted). */
 function identityKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
@@ -280,6 +363,8 @@ export function registerNativeOps(): void {
         [ATTENTION, attentionKernel],
         [ATTENTION_GRAD, attentionGradKernel],
         [GELU, geluKernel],
+        [LAYER_NORM, layerNormKernel],
+        [LAYER_NORM_GRAD, layerNormGradKernel],
       ] as const
     ) {
       if (tf.getKernel(kernelName, "wasm") === undefined) {
@@ -410,4 +495,49 @@ export function nativeAttentionGrad(
 export function nativeGelu<T extends tf.Tensor>(x: T): [T, T] {
   if (x.dtype !== "float32") throw new TypeError(`Cannot apply native GELU to ${x.dtype} input`);
   return tf.engine().runKernel(GELU, { x }, {}) as unknown as [T, T];
+}
+
+/**
+ * LayerNorm over the last axis (biased variance), in one pass per row on the wasm heap.
+ *
+ * @param x `[N, C]` float32
+ * @param gamma `[C]` scale
+ * @param beta `[C]` shift
+ * @param eps added to the variance
+ * @returns `[y, xhat, rstd]`: `[N, C]`, `[N, C]`, `[N, 1]`, owned by the caller; no
+ *   gradient is recorded (use inside `tf.customGrad`)
+ */
+export function nativeLayerNorm(
+  x: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+  beta: tf.Tensor1D,
+  eps: number,
+): [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D] {
+  return tf.engine().runKernel(LAYER_NORM, { x, gamma, beta }, { eps } as never) as unknown as [
+    tf.Tensor2D,
+    tf.Tensor2D,
+    tf.Tensor2D,
+  ];
+}
+
+/**
+ * The gradient of {@linkcode nativeLayerNorm}.
+ *
+ * @param dy `[N, C]` gradient of y
+ * @param xhat the forward's normalized input `[N, C]`
+ * @param rstd the forward's `1/sqrt(var + eps)` `[N, 1]`
+ * @param gamma `[C]` scale
+ * @returns `[dx, dgamma, dbeta]`: `[N, C]`, `[C]`, `[C]`, owned by the caller
+ */
+export function nativeLayerNormGrad(
+  dy: tf.Tensor2D,
+  xhat: tf.Tensor2D,
+  rstd: tf.Tensor2D,
+  gamma: tf.Tensor1D,
+): [tf.Tensor2D, tf.Tensor1D, tf.Tensor1D] {
+  return tf.engine().runKernel(LAYER_NORM_GRAD, { dy, xhat, rstd, gamma }, {}) as unknown as [
+    tf.Tensor2D,
+    tf.Tensor1D,
+    tf.Tensor1D,
+  ];
 }

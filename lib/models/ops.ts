@@ -20,6 +20,8 @@ import {
   nativeAttention,
   nativeAttentionGrad,
   nativeGelu,
+  nativeLayerNorm,
+  nativeLayerNormGrad,
   nativeOpsActive,
 } from "../backend/mod.ts";
 import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
@@ -174,6 +176,23 @@ export function layerNorm(
   beta: tf.Tensor1D,
   eps: number,
 ): tf.Tensor2D {
+  if (nativeOpsActive() && x.dtype === "float32") {
+    const native = withGrad(
+      (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, save: Save) => {
+        const [value, xhat, rstd] = nativeLayerNorm(x, g, b, eps);
+        save([xhat, rstd, g]);
+        tf.dispose([xhat, rstd]);
+        return {
+          value,
+          gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+            const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+            return nativeLayerNormGrad(dy, xh, rs, gs);
+          },
+        };
+      },
+    ) as unknown as (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D) => tf.Tensor2D;
+    return native(x, gamma, beta);
+  }
   const f = withGrad(
     (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, save: Save) => {
       const [xhat, rstd] = tf.tidy(() => {

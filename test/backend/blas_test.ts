@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { activeBlas, describeBackend, initBackend, loadBlas, nativeOpsActive } from "@lib/backend";
-import { attention, gelu } from "@lib/models";
+import { attention, gelu, layerNorm } from "@lib/models";
 import { Rng } from "@lib/random";
 
 // These tests need a loadable BLAS (CI installs Debian's libopenblas0-pthread). Set
@@ -337,6 +337,40 @@ Deno.test({
       for (let i = 0; i < want[k].length; i++) {
         assert.ok(
           Math.abs(got[k][i] - want[k][i]) <= 1e-6 + 1e-5 * Math.abs(want[k][i]),
+          `output ${k} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
+        );
+      }
+    }
+  },
+});
+
+Deno.test({
+  name: "native LayerNorm (wasm + BLAS) matches the cpu backend: value and the three gradients",
+  ignore: blasOff,
+  fn: async () => {
+    const run = async () => {
+      const x = tf.tensor2d(values([30, 24], new Rng(31)).map((v) => 3 * v + 1), [30, 24]);
+      const g = tf.tensor1d(values([24], new Rng(32)));
+      const b = tf.tensor1d(values([24], new Rng(33)));
+      const w = tf.tensor2d(values([30, 24], new Rng(34)), [30, 24]);
+      const f = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(layerNorm(x as tf.Tensor2D, g as tf.Tensor1D, b as tf.Tensor1D, 1e-6), w));
+      const { value, grads } = tf.valueAndGrads(f)([x, g, b]);
+      const out = [await value.data(), ...(await Promise.all(grads.map((t) => t.data())))];
+      tf.dispose([x, g, b, w, value, ...grads]);
+      return out;
+    };
+    await initBackend({ backend: "cpu" });
+    const want = await run();
+    await initBackend({ backend: "wasm" });
+    assert.ok(nativeOpsActive());
+    const before = tf.memory().numTensors;
+    const got = await run();
+    assert.equal(tf.memory().numTensors, before, "leaked tensors");
+    for (let k = 0; k < want.length; k++) {
+      for (let i = 0; i < want[k].length; i++) {
+        assert.ok(
+          Math.abs(got[k][i] - want[k][i]) <= 1e-5 + 1e-4 * Math.abs(want[k][i]),
           `output ${k} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
         );
       }
