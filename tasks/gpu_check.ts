@@ -127,7 +127,8 @@ if (adapter === null || (software && !args.values["allow-software"])) {
     failed = true;
     summary.push(
       `gpu:check bench: exit ${r.code}${r.signal ? ` (${r.signal}: time limit)` : ""}: ` +
-        r.text.trim().split("\n").slice(-2).join(" | "),
+        (r.text.split("\n").find((l) => /error/i.test(l)) ??
+          r.text.trim().split("\n").slice(-2).join(" | ")),
     );
   }
 }
