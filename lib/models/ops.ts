@@ -150,10 +150,15 @@ export function linearDetachedWeight(
       return {
         // Not fused: tfjs-wasm's _FusedMatMul checks the bias's ORIGINAL buffer shape,
         // and this bias is usually a reshape of a [1, 1, K] parameter.
-        value: tf.tidy(() => tf.add(tf.matMul(x, tf.transpose(weight)), b)),
+        // (with a BLAS: the transposed operand and any bias shape cost nothing extra)
+        value: nativeOpsActive()
+          ? tf.fused.matMul({ a: x, b: weight, transposeB: true, bias: b })
+          : tf.tidy(() => tf.add(tf.matMul(x, tf.transpose(weight)), b)),
         gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [
           tf.matMul(dy, saved[0] as tf.Tensor2D),
-          colSum(dy),
+          nativeOpsActive()
+            ? tf.reshape(tf.matMul(tf.ones([1, dy.shape[0]]), dy), [dy.shape[1]])
+            : colSum(dy),
         ],
       };
     },
