@@ -9,7 +9,8 @@ the CLS row), the MLM layer (fc, GELU, LayerNorm, logits on the detached token t
 cross-entropy over the masked tokens; for the classifier a linear head on the CLS row and a
 soft-target cross-entropy. Training mode, AdamW (weight decay 0.05), float32.
 
-Prints one JSON line: {"ms_per_step": ..., "cpu_ms_per_step": ..., "threads": ..., "torch": ...}.
+Prints one JSON line: {"ms_per_step", "cpu_ms_per_step", "threads", "torch" (version),
+"trainable_parameters"} (the count equals seitpp's model's: test/bench/torch_step_test.ts).
 """
 
 import argparse
@@ -84,6 +85,7 @@ class Mtm(nn.Module):
         self.c = c
         d, dd = c["embedDim"], c["decoderEmbedDim"]
         self.front = Front(c)
+        self.front.pos.requires_grad_(False)  # MTM: fixed sin-cos table (MAE), not trained
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
         self.blocks = nn.ModuleList(
             [Block(d, c["numHeads"], c.get("mlpRatio", 4), 0, 0, 0) for _ in range(c["depth"])]
@@ -178,8 +180,9 @@ def main():
     c = json.loads(a.config)
     model = Mtm(c) if a.kind == "mtm" else Classifier(c)
     model.train()
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
     betas = (0.9, 0.95) if a.kind == "mtm" else (0.9, 0.999)
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0}],
@@ -215,7 +218,7 @@ def main():
                 "cpu_ms_per_step": 1000 * cpu / a.steps,
                 "threads": torch.get_num_threads(),
                 "torch": torch.__version__,
-                "parameters": sum(p.numel() for p in model.parameters()),
+                "trainable_parameters": sum(p.numel() for p in trainable),
             }
         )
     )

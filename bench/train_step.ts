@@ -194,7 +194,7 @@ function optimizerFor(params: ParamStore, betas: [number, number]): AdamW {
 
 interface Bench {
   step: () => void | Promise<void>;
-  forward: () => void;
+  forward: () => Promise<void>;
   /** Tensors alive in the workers (W > 1), for the leak check. */
   workerTensors: () => Promise<number[]>;
   dispose: () => Promise<void>;
@@ -212,16 +212,16 @@ async function mtmBench(workers: number, spec: ModelSpec): Promise<Bench> {
   );
   const opt = optimizerFor(model.params, [0.9, 0.95]);
   const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
-  const host = codes.dataSync().slice() as Int32Array;
+  const host = (await codes.data()).slice() as Int32Array;
   let steps = 0;
   return {
     step: pool === null
-      ? () => {
+      ? async () => {
         const { value, grads } = model.params.valueAndGrads(() =>
           model.forward(codes, { rng, training: true }).loss
         );
         opt.step(grads, 1.5e-4);
-        value.dataSync();
+        await value.data(); // async: webgpu cannot read synchronously under Deno
         tf.dispose([value, ...grads.values()]);
       }
       : async () => {
@@ -233,9 +233,9 @@ async function mtmBench(workers: number, spec: ModelSpec): Promise<Bench> {
         opt.step(grads, 1.5e-4);
         tf.dispose([...grads.values()]);
       },
-    forward: () => {
+    forward: async () => {
       const o = model.forward(codes, { rng });
-      o.loss.dataSync();
+      await o.loss.data();
       tf.dispose([o.loss, o.logits, o.mask]);
     },
     workerTensors: async () => (await pool?.workerTensors()) ?? [],
@@ -263,16 +263,16 @@ async function clsBench(workers: number, spec: ModelSpec): Promise<Bench> {
   const targets = tf.tensor2d(soft, [batch, c.numClasses]);
   const opt = optimizerFor(model.params, [0.9, 0.999]);
   const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
-  const host = codes.dataSync().slice() as Int32Array;
+  const host = (await codes.data()).slice() as Int32Array;
   let steps = 0;
   return {
     step: pool === null
-      ? () => {
+      ? async () => {
         const { value, grads } = model.params.valueAndGrads(() =>
           softTargetCrossEntropy(model.forward(codes, { rng, training: true }), targets)
         );
         opt.step(grads, 1e-3);
-        value.dataSync();
+        await value.data(); // async: webgpu cannot read synchronously under Deno
         tf.dispose([value, ...grads.values()]);
       }
       : async () => {
@@ -283,9 +283,9 @@ async function clsBench(workers: number, spec: ModelSpec): Promise<Bench> {
         opt.step(grads, 1e-3);
         tf.dispose([...grads.values()]);
       },
-    forward: () => {
+    forward: async () => {
       const l = model.forward(codes);
-      l.dataSync();
+      await l.data();
       l.dispose();
     },
     workerTensors: async () => (await pool?.workerTensors()) ?? [],
@@ -299,7 +299,7 @@ async function clsBench(workers: number, spec: ModelSpec): Promise<Bench> {
 }
 
 async function profileStep(b: Bench): Promise<string[]> {
-  const info = await tf.profile(() => void b.step());
+  const info = await tf.profile(async () => await b.step());
   const byKernel = new Map<string, { ms: number; n: number }>();
   let total = 0;
   for (const k of info.kernels) {
@@ -353,7 +353,7 @@ async function run(backend: string, model: string, workers: number): Promise<Row
     let forwardMs: number | null = null;
     if (workers === 1) {
       const f0 = performance.now();
-      b.forward();
+      await b.forward();
       forwardMs = performance.now() - f0;
     }
     const before = tf.memory().numTensors;
