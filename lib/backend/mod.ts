@@ -21,4 +21,6 @@ export {
   nativeLayerNorm,
   nativeLayerNormGrad,
   nativeOpsActive,
+  nativeSoftmaxCrossEntropy,
+  nativeSoftmaxCrossEntropyGrad,
 } from "./native_ops.ts";

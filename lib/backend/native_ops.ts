@@ -18,6 +18,8 @@ const ATTENTION = "SeitppBlasAttention";
 const ATTENTION_GRAD = "SeitppBlasAttentionGrad";
 const GELU = "SeitppGelu";
 const LAYER_NORM = "SeitppLayerNorm";
+const SOFTMAX_XENT = "SeitppSoftmaxXent";
+const SOFTMAX_XENT_GRAD = "SeitppSoftmaxXentGrad";
 const LAYER_NORM_GRAD = "SeitppLayerNormGrad";
 
 /** The parts of tfjs-backend-wasm's `BackendWasm` these kernels use. */
@@ -339,6 +341,79 @@ function layerNormGradKernel(
   return [dx, dg, db];
 }
 
+function indices(backend: WasmBackendLike, t: tf.TensorInfo, buffer: ArrayBufferLike): Int32Array {
+  const data = backend.dataIdMap.get(t.dataId);
+  if (data === undefined || t.dtype !== "int32") {
+    throw new TypeError(`Native cross-entropy: targets must be int32 on the wasm backend`);
+  }
+  return new Int32Array(buffer, data.memoryOffset, size(t.shape));
+}
+
+/** Per-row softmax cross-entropy with label smoothing: `[loss [N], probs [N, K]]`. */
+function softmaxXentKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
+): tf.TensorInfo[] {
+  const backend = args.backend as WasmBackendLike;
+  const { smoothing } = args.attrs as unknown as { smoothing: number };
+  const xT = args.inputs.x as tf.TensorInfo;
+  const [rows, k] = xT.shape;
+  const loss = backend.makeOutput([rows], "float32");
+  const probs = backend.makeOutput([rows, k], "float32");
+  const buffer = backend.wasm.HEAPU8.buffer;
+  const x = view(backend, xT, buffer);
+  const t = indices(backend, args.inputs.targets as tf.TensorInfo, buffer);
+  const lv = view(backend, loss, buffer);
+  const pv = view(backend, probs, buffer);
+  for (let r = 0; r < rows; r++) {
+    const o = r * k;
+    const target = t[r];
+    if (!(target >= 0 && target < k)) {
+      throw new RangeError(`Cannot take class ${target} (row ${r}) of ${k} logits`);
+    }
+    let max = -Infinity;
+    for (let j = 0; j < k; j++) if (x[o + j] > max) max = x[o + j];
+    let sum = 0;
+    let zsum = 0;
+    for (let j = 0; j < k; j++) {
+      const z = x[o + j] - max;
+      zsum += z;
+      const e = Math.exp(z);
+      pv[o + j] = e;
+      sum += e;
+    }
+    const lse = Math.log(sum);
+    const inv = 1 / sum;
+    for (let j = 0; j < k; j++) pv[o + j] *= inv;
+    const nll = lse - (x[o + target] - max);
+    lv[r] = smoothing > 0 ? (1 - smoothing) * nll + smoothing * (lse - zsum / k) : nll;
+  }
+  return [loss, probs];
+}
+
+/** Its gradient: `(probs - (1-s) onehot - s/K) * dy[row]`. */
+function softmaxXentGradKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
+): tf.TensorInfo {
+  const backend = args.backend as WasmBackendLike;
+  const { smoothing } = args.attrs as unknown as { smoothing: number };
+  const pT = args.inputs.probs as tf.TensorInfo;
+  const [rows, k] = pT.shape;
+  const grad = backend.makeOutput([rows, k], "float32");
+  const buffer = backend.wasm.HEAPU8.buffer;
+  const p = view(backend, pT, buffer);
+  const t = indices(backend, args.inputs.targets as tf.TensorInfo, buffer);
+  const dy = view(backend, args.inputs.dy as tf.TensorInfo, buffer);
+  const g = view(backend, grad, buffer);
+  const off = smoothing / k;
+  for (let r = 0; r < rows; r++) {
+    const o = r * k;
+    const d = dy[r];
+    for (let j = 0; j < k; j++) g[o + j] = (p[o + j] - off) * d;
+    g[o + t[r]] -= (1 - smoothing) * d;
+  }
+  return grad;
+}
+
 /** Identity without a copy: the output shares the input's memory (reference counted). */
 function identityKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown },
@@ -365,6 +440,8 @@ export function registerNativeOps(): void {
         [GELU, geluKernel],
         [LAYER_NORM, layerNormKernel],
         [LAYER_NORM_GRAD, layerNormGradKernel],
+        [SOFTMAX_XENT, softmaxXentKernel],
+        [SOFTMAX_XENT_GRAD, softmaxXentGradKernel],
       ] as const
     ) {
       if (tf.getKernel(kernelName, "wasm") === undefined) {
@@ -540,4 +617,48 @@ export function nativeLayerNormGrad(
     tf.Tensor1D,
     tf.Tensor1D,
   ];
+}
+
+/**
+ * Per-row softmax cross-entropy with label smoothing `s`:
+ * `(1-s) * nll + s * mean_k(-log p_k)`, in one pass over the logits on the wasm heap.
+ *
+ * @param x logits `[N, K]` float32
+ * @param targets `[N]` int32 class indices
+ * @param smoothing label smoothing in [0, 1)
+ * @returns `[loss, probs]`: `[N]` and the softmax `[N, K]`, owned by the caller; no
+ *   gradient is recorded (use inside `tf.customGrad`)
+ * @throws {RangeError} (when run) for a target outside `[0, K)`
+ */
+export function nativeSoftmaxCrossEntropy(
+  x: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  smoothing: number,
+): [tf.Tensor1D, tf.Tensor2D] {
+  return tf.engine().runKernel(SOFTMAX_XENT, { x, targets }, { smoothing } as never) as unknown as [
+    tf.Tensor1D,
+    tf.Tensor2D,
+  ];
+}
+
+/**
+ * The gradient of {@linkcode nativeSoftmaxCrossEntropy} with respect to the logits.
+ *
+ * @param dy `[N]` gradient of the per-row loss
+ * @param probs the forward's softmax `[N, K]`
+ * @param targets `[N]` int32 class indices
+ * @param smoothing the forward's label smoothing
+ * @returns `[N, K]` float32, owned by the caller
+ */
+export function nativeSoftmaxCrossEntropyGrad(
+  dy: tf.Tensor1D,
+  probs: tf.Tensor2D,
+  targets: tf.Tensor1D,
+  smoothing: number,
+): tf.Tensor2D {
+  return tf.engine().runKernel(
+    SOFTMAX_XENT_GRAD,
+    { dy, probs, targets },
+    { smoothing } as never,
+  ) as tf.Tensor2D;
 }

@@ -23,6 +23,8 @@ import {
   nativeLayerNorm,
   nativeLayerNormGrad,
   nativeOpsActive,
+  nativeSoftmaxCrossEntropy,
+  nativeSoftmaxCrossEntropyGrad,
 } from "../backend/mod.ts";
 import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
 
@@ -547,6 +549,20 @@ export function softmaxCrossEntropyRows(
     throw new RangeError(`Cannot use label smoothing ${smoothing}: expected [0, 1)`);
   }
   const k = logits.shape[1];
+  if (nativeOpsActive() && logits.dtype === "float32" && targets.dtype === "int32") {
+    const native = withGrad((x: tf.Tensor2D, save: Save) => {
+      const [value, probs] = nativeSoftmaxCrossEntropy(x, targets, smoothing);
+      save([probs]);
+      probs.dispose();
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor1D, saved: tf.Tensor[]) => [
+          nativeSoftmaxCrossEntropyGrad(dy, saved[0] as tf.Tensor2D, targets, smoothing),
+        ],
+      };
+    }) as unknown as (x: tf.Tensor2D) => tf.Tensor1D;
+    return native(logits);
+  }
   const f = withGrad(
     (x: tf.Tensor2D, save: Save) => {
       const onehot = oneHotF32(targets, k);

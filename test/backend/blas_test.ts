@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { activeBlas, describeBackend, initBackend, loadBlas, nativeOpsActive } from "@lib/backend";
-import { attention, gelu, layerNorm } from "@lib/models";
+import { attention, gelu, layerNorm, softmaxCrossEntropyRows } from "@lib/models";
 import { Rng } from "@lib/random";
 
 // These tests need a loadable BLAS (CI installs Debian's libopenblas0-pthread). Set
@@ -373,6 +373,42 @@ Deno.test({
           Math.abs(got[k][i] - want[k][i]) <= 1e-5 + 1e-4 * Math.abs(want[k][i]),
           `output ${k} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
         );
+      }
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "native softmax cross-entropy (wasm + BLAS) matches the cpu backend, with and without smoothing",
+  ignore: blasOff,
+  fn: async () => {
+    const run = async (smoothing: number) => {
+      const x = tf.tensor2d(values([40, 17], new Rng(41)).map((v) => 8 * v), [40, 17]);
+      const t = tf.tensor1d(Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 17), "int32");
+      const w = tf.tensor1d(values([40], new Rng(42)));
+      const f = (x: tf.Tensor) =>
+        tf.sum(tf.mul(softmaxCrossEntropyRows(x as tf.Tensor2D, t, smoothing), w));
+      const { value, grad } = tf.valueAndGrad(f)(x);
+      const out = [await value.data(), await grad.data()];
+      tf.dispose([x, t, w, value, grad]);
+      return out;
+    };
+    for (const smoothing of [0, 0.1]) {
+      await initBackend({ backend: "cpu" });
+      const want = await run(smoothing);
+      await initBackend({ backend: "wasm" });
+      assert.ok(nativeOpsActive());
+      const before = tf.memory().numTensors;
+      const got = await run(smoothing);
+      assert.equal(tf.memory().numTensors, before, "leaked tensors");
+      for (let k = 0; k < want.length; k++) {
+        for (let i = 0; i < want[k].length; i++) {
+          assert.ok(
+            Math.abs(got[k][i] - want[k][i]) <= 1e-5 + 1e-4 * Math.abs(want[k][i]),
+            `smoothing ${smoothing}, output ${k} element ${i}: ${got[k][i]} vs cpu ${want[k][i]}`,
+          );
+        }
       }
     }
   },
