@@ -7,8 +7,9 @@
 #                                loader and Deno, point Vulkan at the NVIDIA driver, run
 #                                `deno task gpu:check`; the log goes to $OUT/gpu.log if set
 #
-# The parity fixtures must be reachable: SEITPP_PARITY_DIR (default ../shared/parity/public;
-# on the device machine carry or copy them in and set it).
+# The parity fixtures must be reachable: SEITPP_PARITY_DIR, else ../shared/parity/public, else
+# shared/parity/public inside the tree (the device machine gets a checkout's shared/). They do
+# not fit next to .gpu in one carry (64 MiB): compressed Deno ~30 MB, mtm+cls fixtures ~63 MB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

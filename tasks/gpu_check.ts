@@ -29,8 +29,22 @@ const args = parseArgs({
 });
 
 const root = new URL("../", import.meta.url);
-const fixtures = args.values.fixtures ?? Deno.env.get("SEITPP_PARITY_DIR") ??
-  new URL("../shared/parity/public", root).pathname;
+/** The fixtures: --fixtures, SEITPP_PARITY_DIR, ../shared/parity/public, or shared/ inside the tree. */
+function fixtureDir(): string {
+  const given = args.values.fixtures ?? Deno.env.get("SEITPP_PARITY_DIR");
+  if (given !== undefined) return given;
+  for (const rel of ["../shared/parity/public", "shared/parity/public"]) {
+    const dir = new URL(rel, root).pathname;
+    try {
+      Deno.statSync(`${dir}/meta.json`);
+      return dir;
+    } catch {
+      // next
+    }
+  }
+  return new URL("../shared/parity/public", root).pathname;
+}
+const fixtures = fixtureDir();
 const summary: string[] = [];
 let failed = false;
 const t0 = performance.now();
