@@ -1,5 +1,6 @@
 /**
- * `deno task gpu:check [--fixtures DIR] [--steps 5] [--backends webgpu,wasm] [--allow-software]`
+ * `deno task gpu:check [--fixtures DIR] [--steps 5] [--batch 32] [--backends webgpu,wasm]
+ *   [--allow-software] [--parity-timeout 150] [--bench-timeout 240]`
  *
  * One prepared check for a machine with a GPU (../shared/GPU.md; tasks/gpu_check.sh
  * unpacks Deno and the Vulkan loader there and calls this): which WebGPU adapter Deno
@@ -9,7 +10,8 @@
  * Each part runs as its own process with a time limit, so the whole stays under ~8 min.
  *
  * A software adapter (lavapipe) is refused unless `--allow-software`: this is how the
- * script itself is tested on a machine without a GPU.
+ * script itself is tested on a machine without a GPU (there with e.g. `--batch 2 --steps 1`:
+ * lavapipe needs minutes per fixture-sized step).
  *
  * @module
  */
@@ -21,6 +23,7 @@ const args = parseArgs({
   options: {
     fixtures: { type: "string" },
     steps: { type: "string", default: "5" },
+    batch: { type: "string", default: "32" },
     backends: { type: "string", default: "webgpu,wasm" },
     "allow-software": { type: "boolean", default: false },
     "parity-timeout": { type: "string", default: "150" },
@@ -119,6 +122,8 @@ if (adapter === null || (software && !args.values["allow-software"])) {
     "mtm,cls",
     "--steps",
     args.values.steps,
+    "--batch",
+    args.values.batch,
     "--warmup",
     "1",
   ], Number(args.values["bench-timeout"]));
