@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check of ../shared/GPU.md as one script.
 #
-#   tasks/gpu_check.sh prepare   on this machine: .gpu/deno.xz, .gpu/deno_dir (the npm
-#                                packages the check imports), .gl/libvulkan1*.deb
+#   tasks/gpu_check.sh prepare   on this machine: .gpu/deno.xz, .gpu/node_modules.tar.xz (the
+#                                npm packages), .gpu/deno_dir, .gl/libvulkan1*.deb (~45 MB)
 #   tasks/gpu_check.sh run       on the GPU machine (carry .gpu and .gl): unpack the Vulkan
 #                                loader and Deno, point Vulkan at the NVIDIA driver, run
 #                                `deno task gpu:check`; the log goes to $OUT/gpu.log if set
@@ -19,7 +19,12 @@ prepare)
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo /.gpu/ >>"$(git rev-parse --git-path info/exclude)"
   grep -qx '/.gl/' .git/info/exclude 2>/dev/null || echo /.gl/ >>"$(git rev-parse --git-path info/exclude)"
   xz -T2 -6 -c "$(command -v deno)" >.gpu/deno.xz
-  # cache exactly what the check imports (tasks, bench, parity, backends)
+  # The npm packages: with nodeModulesDir "auto" they live in node_modules/ (git-ignored, so
+  # not in the device's copy of the tree), not in DENO_DIR. Pack them without source maps,
+  # minified and ESM bundles (Deno loads the node builds): ~93 MB -> ~20 MB.
+  deno install
+  tar --exclude='*.map' --exclude='*.min.js' --exclude='*es2017*' --exclude='miniprogram' \
+    --exclude='*.esm.js' --exclude='*.fesm.js' -cf - node_modules | xz -T2 -6 >.gpu/node_modules.tar.xz
   DENO_DIR=.gpu/deno_dir deno cache tasks/gpu_check.ts tasks/parity.ts bench/train_step.ts
   L=$(mktemp -d)
   mkdir -p "$L/partial"
@@ -44,6 +49,7 @@ run)
   echo "gpu_check.sh: VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
   if [ ! -x .gpu/deno ]; then xz -d -c .gpu/deno.xz >.gpu/deno && chmod +x .gpu/deno; fi
+  if [ ! -d node_modules/.deno ]; then xz -d -c .gpu/node_modules.tar.xz | tar -xf -; fi
   export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
   log="${OUT:-/tmp}/gpu.log"
   set +e
