@@ -2,7 +2,7 @@
 # The GPU check of ../shared/GPU.md as one script.
 #
 #   tasks/gpu_check.sh prepare   on this machine: .gpu/deno.xz, .gpu/node_modules.tar.xz (the
-#                                npm packages), .gpu/deno_dir, .gl/libvulkan1*.deb (~45 MB)
+#                                npm packages), .gpu/deno_dir, .gl/*.deb (Vulkan loader, OpenBLAS; ~50 MB)
 #   tasks/gpu_check.sh run       on the GPU machine (carry .gpu and .gl): unpack the Vulkan
 #                                loader and Deno, point Vulkan at the NVIDIA driver, run
 #                                `deno task gpu:check`; the log goes to $OUT/gpu.log if set
@@ -32,7 +32,8 @@ prepare)
   # shellcheck disable=SC2086
   apt-get $o update -q >/dev/null
   # shellcheck disable=SC2086
-  (cd .gl && apt-get $o download libvulkan1)
+  # the Vulkan loader; OpenBLAS for the wasm comparison (the device image may lack it)
+  (cd .gl && apt-get $o download libvulkan1 libopenblas0-pthread libgfortran5)
   rm -rf "$L"
   du -sh .gpu .gl
   ;;
@@ -47,6 +48,11 @@ run)
     done
   fi
   echo "gpu_check.sh: VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+  # dpkg -x skips the alternatives link libopenblas.so.0: name the library if needed
+  if [ -z "${SEITPP_BLAS:-}" ] && ! ldconfig -p | grep -q 'libopenblas.so.0 '; then
+    lib=/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0
+    if [ -e "$lib" ]; then export SEITPP_BLAS="$lib"; fi
+  fi
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || true
   if [ ! -x .gpu/deno ]; then xz -d -c .gpu/deno.xz >.gpu/deno && chmod +x .gpu/deno; fi
   if [ ! -d node_modules/.deno ]; then xz -d -c .gpu/node_modules.tar.xz | tar -xf -; fi
