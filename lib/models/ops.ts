@@ -8,6 +8,11 @@
  * forms; `tf.gather`'s gradient needs `UnsortedSegmentSum`, which wasm lacks. Every op
  * here is a `tf.customGrad`, so it can be used inside `tf.variableGrads` on any backend.
  *
+ * On wasm with a system BLAS (`nativeOpsActive()` from lib/backend), linear gradients use
+ * transposed BLAS operands instead, and attention, GELU, LayerNorm and the softmax
+ * cross-entropy run as fused native kernels (lib/backend/native_ops.ts); the results agree
+ * with the plain path within float32 rounding (test/backend/blas_test.ts, parity).
+ *
  * Conventions: activations are 2-D `[rows, channels]` float32 (rows = batch x sequence),
  * Linear weights are stored `[in, out]` (the transpose of PyTorch's `[out, in]`).
  * Every function returns a new tensor owned by the caller.
