@@ -14,8 +14,8 @@
  * step; `--record` appends a section to bench/results.md. CPU time is the whole
  * process's (all threads), next to wall time and the load average. `demo-mtm` / `demo-cls`
  * are the models and batch size of `deno task demo` (configs/*_demo.json). `--vs-torch` runs
- * bench/torch_step.py (a plain PyTorch model of the same shapes, training mode, AdamW, as many
- * threads as the BLAS: SEITPP_BLAS_THREADS or all cores; Debian python3-torch at
+ * bench/torch_step.py (a plain PyTorch model of the same shapes, training mode, AdamW, on all
+ * cores or `--torch-threads`; Debian python3-torch at
  * /usr/bin/python3, SEITPP_PYTHON overrides) right after ours for each model and prints both
  * ms/step, the ratio and GFLOP/s (the step's matMul FLOPs, 3 x forward, per wall second).
  *
@@ -52,6 +52,7 @@ const args = parseArgs({
     profile: { type: "boolean", default: false },
     record: { type: "boolean", default: false },
     "vs-torch": { type: "boolean", default: false },
+    "torch-threads": { type: "string" },
   },
 });
 const batch = Number(args.values.batch);
@@ -395,8 +396,11 @@ async function loadAverage(): Promise<string> {
 const loadBefore = await loadAverage();
 const rows: Row[] = [];
 const backends: string[] = [];
-/** Threads PyTorch gets: the BLAS's (SEITPP_BLAS_THREADS, else all logical cores). */
-const threads = Number(Deno.env.get("SEITPP_BLAS_THREADS") || 0) || navigator.hardwareConcurrency;
+/**
+ * Threads PyTorch gets: --torch-threads, else all logical cores (as many as ours uses with its
+ * default BLAS threads, or with `--workers N` and SEITPP_BLAS_THREADS = cores / N).
+ */
+const threads = Number(args.values["torch-threads"] ?? 0) || navigator.hardwareConcurrency;
 const torchRows = new Map<string, TorchRow>();
 const gflops = (flops: number, ms: number) => flops / ms / 1e6;
 for (const backend of args.values.backend.split(",")) {
@@ -418,7 +422,7 @@ for (const backend of args.values.backend.split(",")) {
           }${r.steps} timed steps; load before ${r.loadBefore})`,
       );
       for (const line of r.profile) console.log(`  ${line}`);
-      if (args.values["vs-torch"] && workers === 1) {
+      if (args.values["vs-torch"]) {
         // PyTorch right after ours, same shapes and thread count; once per model.
         let t = torchRows.get(model);
         if (t === undefined) {
