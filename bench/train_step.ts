@@ -1,6 +1,6 @@
 /**
- * `deno task bench:train [--backend wasm,cpu] [--model mtm,cls] [--workers 1,2] [--batch 32]
- *   [--steps 5] [--warmup 1] [--profile] [--record]`
+ * `deno task bench:train [--backend wasm,cpu] [--model mtm,cls,demo-mtm,demo-cls] [--workers 1,2]
+ *   [--batch 32] [--steps 5] [--warmup 1] [--profile] [--record] [--vs-torch]`
  *
  * Training-step throughput of the fixture-sized models (DESIGN.md's timing reference:
  * 28x28 tokens, encoder 192 x 4 (3 heads), MTM decoder 128 x 2 (4 heads), classifier
@@ -12,7 +12,12 @@
  * split between the main thread and one Deno Worker; the masking plan drawn in the main
  * thread); `--profile` adds the kernels that take the most time in one single-thread
  * step; `--record` appends a section to bench/results.md. CPU time is the whole
- * process's (all threads), next to wall time and the load average.
+ * process's (all threads), next to wall time and the load average. `demo-mtm` / `demo-cls`
+ * are the models and batch size of `deno task demo` (configs/*_demo.json). `--vs-torch` runs
+ * bench/torch_step.py (a plain PyTorch model of the same shapes, training mode, AdamW, on all
+ * cores or `--torch-threads`; Debian python3-torch at
+ * /usr/bin/python3, SEITPP_PYTHON overrides) right after ours for each model and prints both
+ * ms/step, the ratio and GFLOP/s (the step's matMul FLOPs, 3 x forward, per wall second).
  *
  * @module
  */
@@ -20,7 +25,17 @@ import { parseArgs } from "node:util";
 import process from "node:process";
 import * as tf from "@tensorflow/tfjs";
 import { type BackendRequest, describeBackend, initBackend } from "@lib/backend";
-import { classifierSmall, MtmModel, mtmSmall, type ParamStore, TokenClassifier } from "@lib/models";
+import {
+  classifierSmall,
+  MtmModel,
+  mtmSmall,
+  type ParamStore,
+  resolveClassifierConfig,
+  type ResolvedClassifierConfig,
+  type ResolvedMtmConfig,
+  resolveMtmConfig,
+  TokenClassifier,
+} from "@lib/models";
 import { Rng } from "@lib/random";
 import { AdamW, addWeightDecay, DataParallel, softTargetCrossEntropy } from "@lib/train";
 
@@ -36,10 +51,120 @@ const args = parseArgs({
     warmup: { type: "string", default: "1" },
     profile: { type: "boolean", default: false },
     record: { type: "boolean", default: false },
+    "vs-torch": { type: "boolean", default: false },
+    "torch-threads": { type: "string" },
   },
 });
 const batch = Number(args.values.batch);
 const warmup = Number(args.values.warmup);
+
+/** A benchmarked model: which kind, its resolved config and its batch size. */
+interface ModelSpec {
+  kind: "mtm" | "cls";
+  config: ResolvedMtmConfig | ResolvedClassifierConfig;
+  batch: number;
+}
+
+/** `demo-mtm` / `demo-cls`: the models and batch size of `deno task demo` (configs/*_demo.json). */
+function demoSpec(file: string, kind: "mtm" | "cls"): ModelSpec {
+  const json = JSON.parse(Deno.readTextFileSync(new URL(`../configs/${file}`, import.meta.url)));
+  return {
+    kind,
+    config: kind === "mtm" ? resolveMtmConfig(json.model) : resolveClassifierConfig(json.model),
+    batch: json.batchSize,
+  };
+}
+
+function modelSpec(name: string): ModelSpec {
+  switch (name) {
+    case "mtm":
+      return { kind: "mtm", config: mtmSmall(), batch };
+    case "cls":
+      return { kind: "cls", config: classifierSmall(), batch };
+    case "demo-mtm":
+      return demoSpec("pretrain_demo.json", "mtm");
+    case "demo-cls":
+      return demoSpec("finetune_demo.json", "cls");
+    default:
+      throw new RangeError(
+        `Unknown --model "${name}": expected mtm, cls, demo-mtm or demo-cls`,
+      );
+  }
+}
+
+/** Multiply-add FLOPs (2 per MAC) of a ViT block's matMuls over `t` tokens of width `d`. */
+function blockFlops(t: number, d: number, mlpRatio: number): number {
+  return 2 * t * d * d * (3 + 1 + 2 * mlpRatio) + 4 * t * t * d;
+}
+
+/**
+ * The matMul FLOPs of one training step (forward x 3: the backward pass costs about two
+ * forwards), per the shapes both implementations share; the basis of GFLOP/s.
+ */
+function stepFlops(spec: ModelSpec): number {
+  const c = spec.config;
+  const l = (c.gridSide / c.patchSize) ** 2;
+  const patchIn = c.patchSize * c.patchSize * c.tokenDim;
+  let f = 2 * l * patchIn * c.embedDim;
+  if (spec.kind === "mtm") {
+    const m = c as ResolvedMtmConfig;
+    const kept = l - Math.ceil(l * m.dropRatio);
+    f += m.depth * blockFlops(1 + kept, m.embedDim, m.mlpRatio);
+    f += 2 * (1 + kept) * m.embedDim * m.decoderEmbedDim;
+    f += m.decoderDepth * blockFlops(1 + l, m.decoderEmbedDim, m.mlpRatio);
+    f += 2 * l * m.decoderEmbedDim * patchIn + 2 * m.gridSide ** 2 * m.tokenDim * m.codebookSize;
+  } else {
+    const k = c as ResolvedClassifierConfig;
+    f += k.depth * blockFlops(1 + l, k.embedDim, k.mlpRatio) + 2 * k.embedDim * k.numClasses;
+  }
+  return 3 * f * spec.batch;
+}
+
+interface TorchRow {
+  msPerStep: number;
+  cpuMsPerStep: number;
+  threads: number;
+  torch: string;
+}
+
+/** Runs bench/torch_step.py on the same shapes (Debian python3-torch; SEITPP_PYTHON overrides). */
+async function torchStep(spec: ModelSpec, steps: number, threads: number): Promise<TorchRow> {
+  const python = Deno.env.get("SEITPP_PYTHON") ?? "/usr/bin/python3";
+  const out = await new Deno.Command(python, {
+    args: [
+      new URL("./torch_step.py", import.meta.url).pathname,
+      "--kind",
+      spec.kind,
+      "--config",
+      JSON.stringify(spec.config),
+      "--batch",
+      String(spec.batch),
+      "--steps",
+      String(steps),
+      "--warmup",
+      String(warmup),
+      "--threads",
+      String(threads),
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout).trim().split("\n").pop() ?? "";
+  if (!out.success) {
+    throw new Error(
+      `bench/torch_step.py failed (${python}, exit ${out.code}): ` +
+        new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" | ") +
+        " (needs PyTorch: apt-get install python3-torch)",
+    );
+  }
+  const r = JSON.parse(text);
+  return {
+    msPerStep: r.ms_per_step,
+    cpuMsPerStep: r.cpu_ms_per_step,
+    threads: r.threads,
+    torch: r.torch,
+  };
+}
 
 interface Row {
   backend: string;
@@ -51,6 +176,9 @@ interface Row {
   forwardMs: number | null;
   steps: number;
   profile: string[];
+  batch: number;
+  flops: number;
+  torch?: TorchRow;
 }
 
 function optimizerFor(params: ParamStore, betas: [number, number]): AdamW {
@@ -67,14 +195,15 @@ function optimizerFor(params: ParamStore, betas: [number, number]): AdamW {
 
 interface Bench {
   step: () => void | Promise<void>;
-  forward: () => void;
+  forward: () => Promise<void>;
   /** Tensors alive in the workers (W > 1), for the leak check. */
   workerTensors: () => Promise<number[]>;
   dispose: () => Promise<void>;
 }
 
-async function mtmBench(workers: number): Promise<Bench> {
-  const model = new MtmModel(mtmSmall(), new Rng(0));
+async function mtmBench(workers: number, spec: ModelSpec): Promise<Bench> {
+  const batch = spec.batch;
+  const model = new MtmModel(spec.config as ResolvedMtmConfig, new Rng(0));
   const c = model.config;
   const rng = new Rng(1);
   const codes = tf.tensor3d(
@@ -84,16 +213,16 @@ async function mtmBench(workers: number): Promise<Bench> {
   );
   const opt = optimizerFor(model.params, [0.9, 0.95]);
   const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
-  const host = codes.dataSync().slice() as Int32Array;
+  const host = (await codes.data()).slice() as Int32Array;
   let steps = 0;
   return {
     step: pool === null
-      ? () => {
+      ? async () => {
         const { value, grads } = model.params.valueAndGrads(() =>
           model.forward(codes, { rng, training: true }).loss
         );
         opt.step(grads, 1.5e-4);
-        value.dataSync();
+        await value.data(); // async: webgpu cannot read synchronously under Deno
         tf.dispose([value, ...grads.values()]);
       }
       : async () => {
@@ -105,9 +234,9 @@ async function mtmBench(workers: number): Promise<Bench> {
         opt.step(grads, 1.5e-4);
         tf.dispose([...grads.values()]);
       },
-    forward: () => {
+    forward: async () => {
       const o = model.forward(codes, { rng });
-      o.loss.dataSync();
+      await o.loss.data();
       tf.dispose([o.loss, o.logits, o.mask]);
     },
     workerTensors: async () => (await pool?.workerTensors()) ?? [],
@@ -120,8 +249,9 @@ async function mtmBench(workers: number): Promise<Bench> {
   };
 }
 
-async function clsBench(workers: number): Promise<Bench> {
-  const model = new TokenClassifier(classifierSmall(), new Rng(0));
+async function clsBench(workers: number, spec: ModelSpec): Promise<Bench> {
+  const batch = spec.batch;
+  const model = new TokenClassifier(spec.config as ResolvedClassifierConfig, new Rng(0));
   const c = model.config;
   const rng = new Rng(1);
   const codes = tf.tensor3d(
@@ -134,16 +264,16 @@ async function clsBench(workers: number): Promise<Bench> {
   const targets = tf.tensor2d(soft, [batch, c.numClasses]);
   const opt = optimizerFor(model.params, [0.9, 0.999]);
   const pool = workers > 1 ? await DataParallel.start(model, { workers }) : null;
-  const host = codes.dataSync().slice() as Int32Array;
+  const host = (await codes.data()).slice() as Int32Array;
   let steps = 0;
   return {
     step: pool === null
-      ? () => {
+      ? async () => {
         const { value, grads } = model.params.valueAndGrads(() =>
           softTargetCrossEntropy(model.forward(codes, { rng, training: true }), targets)
         );
         opt.step(grads, 1e-3);
-        value.dataSync();
+        await value.data(); // async: webgpu cannot read synchronously under Deno
         tf.dispose([value, ...grads.values()]);
       }
       : async () => {
@@ -154,9 +284,9 @@ async function clsBench(workers: number): Promise<Bench> {
         opt.step(grads, 1e-3);
         tf.dispose([...grads.values()]);
       },
-    forward: () => {
+    forward: async () => {
       const l = model.forward(codes);
-      l.dataSync();
+      await l.data();
       l.dispose();
     },
     workerTensors: async () => (await pool?.workerTensors()) ?? [],
@@ -170,7 +300,7 @@ async function clsBench(workers: number): Promise<Bench> {
 }
 
 async function profileStep(b: Bench): Promise<string[]> {
-  const info = await tf.profile(() => void b.step());
+  const info = await tf.profile(async () => await b.step());
   const byKernel = new Map<string, { ms: number; n: number }>();
   let total = 0;
   for (const k of info.kernels) {
@@ -210,7 +340,8 @@ async function profileStep(b: Bench): Promise<string[]> {
 
 async function run(backend: string, model: string, workers: number): Promise<Row> {
   const loadBefore = await loadAverage();
-  const b = model === "mtm" ? await mtmBench(workers) : await clsBench(workers);
+  const spec = modelSpec(model);
+  const b = spec.kind === "mtm" ? await mtmBench(workers, spec) : await clsBench(workers, spec);
   const steps = backend === "cpu" ? Number(args.values["cpu-steps"]) : Number(args.values.steps);
   try {
     for (let i = 0; i < warmup; i++) await b.step();
@@ -223,7 +354,7 @@ async function run(backend: string, model: string, workers: number): Promise<Row
     let forwardMs: number | null = null;
     if (workers === 1) {
       const f0 = performance.now();
-      b.forward();
+      await b.forward();
       forwardMs = performance.now() - f0;
     }
     const before = tf.memory().numTensors;
@@ -249,6 +380,8 @@ async function run(backend: string, model: string, workers: number): Promise<Row
       forwardMs,
       steps,
       profile,
+      batch: spec.batch,
+      flops: stepFlops(spec),
     };
   } finally {
     await b.dispose();
@@ -263,6 +396,13 @@ async function loadAverage(): Promise<string> {
 const loadBefore = await loadAverage();
 const rows: Row[] = [];
 const backends: string[] = [];
+/**
+ * Threads PyTorch gets: --torch-threads, else all logical cores (as many as ours uses with its
+ * default BLAS threads, or with `--workers N` and SEITPP_BLAS_THREADS = cores / N).
+ */
+const threads = Number(args.values["torch-threads"] ?? 0) || navigator.hardwareConcurrency;
+const torchRows = new Map<string, TorchRow>();
+const gflops = (flops: number, ms: number) => flops / ms / 1e6;
 for (const backend of args.values.backend.split(",")) {
   const info = await initBackend({ backend: backend as BackendRequest });
   backends.push(describeBackend(info).replace(/^backend: /, ""));
@@ -272,57 +412,78 @@ for (const backend of args.values.backend.split(",")) {
       const r = await run(info.name, model, workers);
       rows.push(r);
       console.log(
-        `${r.backend} ${r.model} W=${r.workers}: ${r.msPerStep.toFixed(0)} ms/step (process CPU ${
-          r.cpuMsPerStep.toFixed(0)
-        } ms), ${(1000 / r.msPerStep).toFixed(3)} steps/s, ` +
-          `${(batch * 1000 / r.msPerStep).toFixed(1)} samples/s (${
+        `${r.backend} ${r.model} B=${r.batch} W=${r.workers}: ${r.msPerStep.toFixed(0)} ms/step ` +
+          `(process CPU ${r.cpuMsPerStep.toFixed(0)} ms), ${
+            (1000 / r.msPerStep).toFixed(3)
+          } steps/s, ` +
+          `${(r.batch * 1000 / r.msPerStep).toFixed(1)} samples/s, ` +
+          `${gflops(r.flops, r.msPerStep).toFixed(1)} GFLOP/s (${
             r.forwardMs === null ? "" : `forward only ${r.forwardMs.toFixed(0)} ms; `
           }${r.steps} timed steps; load before ${r.loadBefore})`,
       );
       for (const line of r.profile) console.log(`  ${line}`);
+      if (args.values["vs-torch"]) {
+        // PyTorch right after ours, same shapes and thread count; once per model.
+        let t = torchRows.get(model);
+        if (t === undefined) {
+          t = await torchStep(modelSpec(model), Number(args.values.steps), threads);
+          torchRows.set(model, t);
+        }
+        r.torch = t;
+        console.log(
+          `torch ${t.torch} ${r.model} B=${r.batch} (${t.threads} threads): ${
+            t.msPerStep.toFixed(0)
+          } ms/step (process CPU ${t.cpuMsPerStep.toFixed(0)} ms), ${
+            gflops(r.flops, t.msPerStep).toFixed(1)
+          } GFLOP/s; ours / torch: wall ${(r.msPerStep / t.msPerStep).toFixed(2)}x, CPU ${
+            (r.cpuMsPerStep / t.cpuMsPerStep).toFixed(2)
+          }x`,
+        );
+      }
     }
   }
 }
 
 if (args.values.record) {
-  const ref: Record<string, number> = { mtm: 684, cls: 520 };
   const cpu = (await Deno.readTextFile("/proc/cpuinfo").catch(() =>
     ""
   )).match(/model name\s*:\s*(.*)/)?.[1] ??
     "unknown CPU";
+  const torchVersion = [...torchRows.values()][0]?.torch;
   const lines = [
     "",
-    `## train step: fixture-sized MTM and classifier (bench/train_step.ts), ${
+    `## train step${torchVersion ? " vs PyTorch" : ""} (bench/train_step.ts), ${
       new Date().toISOString().slice(0, 19)
     }Z`,
     "",
-    `- machine: ${cpu}, ${navigator.hardwareConcurrency} logical cores (shared), Deno ${Deno.version.deno}`,
+    `- machine: ${cpu}, ${navigator.hardwareConcurrency} logical cores, Deno ${Deno.version.deno}`,
     `- command: \`deno task bench:train ${Deno.args.join(" ")}\``,
     `- backends: ${backends.join("; ")}`,
-    `- batch ${batch}, 28x28 tokens, encoder 192 x 4 (3 heads), MTM decoder 128 x 2 (4 heads), 1000 classes;` +
-    " one step = forward + backward + lib/train AdamW update, training mode",
-    `- load average before / after (other jobs share the 2 cores): ${loadBefore} / ${await loadAverage()};` +
-    " wall time is inflated by that load, process CPU time much less so",
+    ...(torchVersion
+      ? [
+        `- PyTorch ${torchVersion} (bench/torch_step.py: same shapes, training mode, AdamW), ` +
+        `${threads} threads, run right after ours for each model`,
+      ]
+      : []),
+    "- mtm / cls: 28x28 tokens, encoder 192 x 4 (3 heads), MTM decoder 128 x 2 (4 heads), 1000 " +
+    "classes; demo-mtm / demo-cls: configs/*_demo.json (8x8 tokens, 96 x 3); one step = forward + " +
+    "backward + AdamW update, training mode; GFLOP/s = matMul FLOPs of the step (3 x forward) / wall time",
+    `- load average before / after (other jobs may share the cores): ${loadBefore} / ${await loadAverage()}`,
     "",
-    "| backend | model | workers | load before | wall ms/step | CPU ms/step | steps/s (wall) | samples/s (wall) | samples/s (CPU) | wall speed-up vs W=1 | forward only, wall ms | PyTorch ms/step | wall / PyTorch | CPU time / PyTorch |",
-    "| ------- | ----- | ------- | ----------- | ------------ | ----------- | -------------- | ---------------- | --------------- | -------------------- | --------------------- | --------------- | -------------- | ------------------ |",
-    ...rows.map((r) => {
-      const one = rows.find((o) =>
-        o.backend === r.backend && o.model === r.model && o.workers === 1
-      );
-      return `| ${r.backend} | ${r.model} | ${r.workers} | ${r.loadBefore} | ${
+    "| backend | model | batch | workers | load before | wall ms/step | CPU ms/step | GFLOP/s | PyTorch wall ms/step | PyTorch CPU ms/step | PyTorch GFLOP/s | wall / PyTorch | CPU / PyTorch |",
+    "| ------- | ----- | ----- | ------- | ----------- | ------------ | ----------- | ------- | -------------------- | ------------------- | --------------- | -------------- | ------------- |",
+    ...rows.map((r) =>
+      `| ${r.backend} | ${r.model} | ${r.batch} | ${r.workers} | ${r.loadBefore} | ${
         r.msPerStep.toFixed(0)
-      } | ` +
-        `${r.cpuMsPerStep.toFixed(0)} | ${(1000 / r.msPerStep).toFixed(3)} | ` +
-        `${(batch * 1000 / r.msPerStep).toFixed(1)} | ${
-          (batch * 1000 / r.cpuMsPerStep).toFixed(1)
-        } | ` +
-        `${one ? `${(one.msPerStep / r.msPerStep).toFixed(2)}x` : "-"} | ` +
-        `${r.forwardMs === null ? "-" : r.forwardMs.toFixed(0)} | ${ref[r.model]} | ` +
-        `${(r.msPerStep / ref[r.model]).toFixed(1)}x | ${
-          (r.cpuMsPerStep / ref[r.model]).toFixed(1)
-        }x |`;
-    }),
+      } | ${r.cpuMsPerStep.toFixed(0)} | ${gflops(r.flops, r.msPerStep).toFixed(1)} | ` +
+      (r.torch
+        ? `${r.torch.msPerStep.toFixed(0)} | ${r.torch.cpuMsPerStep.toFixed(0)} | ${
+          gflops(r.flops, r.torch.msPerStep).toFixed(1)
+        } | ${(r.msPerStep / r.torch.msPerStep).toFixed(2)}x | ${
+          (r.cpuMsPerStep / r.torch.cpuMsPerStep).toFixed(2)
+        }x |`
+        : "- | - | - | - | - |")
+    ),
   ];
   for (const r of rows.filter((r) => r.profile.length > 0)) {
     lines.push("", `Top kernels, ${r.backend} ${r.model} (one step, tf.profile):`, "");

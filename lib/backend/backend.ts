@@ -5,6 +5,9 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { type BlasRequest, loadBlas } from "./blas.ts";
+import { installBlasKernels, uninstallBlasKernels } from "./blas_kernels.ts";
+import { registerNativeOps, removeNativeOps } from "./native_ops.ts";
 
 /** A backend that can be asked for. `auto` picks the best one that is present. */
 export type BackendRequest = "auto" | "wasm" | "cpu" | "webgpu" | "tensorflow";
@@ -33,6 +36,22 @@ export interface InitBackendOptions {
    * @default {false}
    */
   verbose?: boolean;
+  /**
+   * wasm only: the system BLAS that runs its matrix multiplies (through Deno FFI, on the
+   * wasm heap). `auto` uses the environment variable `SEITPP_BLAS` (a library path or
+   * `off`) if set, else OpenBLAS / MKL / Accelerate from the usual places; `off` keeps
+   * tfjs-wasm's own single-threaded matMul; any other value is a library path. When no
+   * BLAS loads (or `--allow-ffi` is missing) the plain wasm matMul runs and one line on
+   * stderr says why.
+   * @default {"auto"}
+   */
+  blas?: BlasRequest;
+  /**
+   * wasm only: threads for the BLAS; 0 = all logical cores. Without it the environment
+   * variable `SEITPP_BLAS_THREADS` is used, else all cores.
+   * @default {0}
+   */
+  blasThreads?: number;
 }
 
 /** What {@linkcode initBackend} found and started. */
@@ -47,6 +66,13 @@ export interface BackendInfo {
   skipped: string[];
   /** tfjs version in use. */
   tfjsVersion: string;
+  /**
+   * wasm: the BLAS running matMul (e.g. `OpenBLAS 0.3.21 (libopenblas.so.0, 2 threads)`),
+   * or `undefined` for tfjs-wasm's own matMul (and on other backends).
+   */
+  blas?: string;
+  /** wasm: why no BLAS runs (`undefined` when one runs or when it was turned off). */
+  blasSkipped?: string;
 }
 
 /** A backend that was asked for explicitly cannot run here. */
@@ -156,8 +182,9 @@ interface AdapterFacts {
 /**
  * Deno's WebGPU (wgpu over Vulkan) prints "XDG_RUNTIME_DIR is invalid or not set" on
  * headless machines where the variable is unset. Point it at a private folder first.
+ * Without env or write permission nothing changes (the warning is printed).
  */
-function ensureXdgRuntimeDir(): void {
+export function ensureXdgRuntimeDir(): void {
   try {
     if (Deno.env.get("XDG_RUNTIME_DIR")) return;
     const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/seitpp-xdg-${Deno.uid() ?? "user"}`;
@@ -202,8 +229,49 @@ async function selfTest(): Promise<number> {
   return err;
 }
 
-async function activate(name: BackendName, auto = false): Promise<string> {
+/** Reasons already printed, so that each "no BLAS" line appears once per process. */
+const blasReasonsPrinted = new Set<string>();
+
+interface BlasChoice {
+  blas?: string;
+  blasSkipped?: string;
+}
+
+function envFlag(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Load (or turn off) the BLAS behind the wasm backend's matMul kernels. */
+function setUpBlas(options: InitBackendOptions): BlasChoice {
+  const r = loadBlas({ blas: options.blas, threads: options.blasThreads });
+  if ("reason" in r) {
+    uninstallBlasKernels();
+    removeNativeOps();
+    if (r.reason !== undefined && !blasReasonsPrinted.has(r.reason)) {
+      blasReasonsPrinted.add(r.reason);
+      console.error(`seitpp: wasm matMul without a BLAS: ${r.reason}`);
+    }
+    return { blasSkipped: r.reason };
+  }
+  installBlasKernels(r);
+  if (envFlag("SEITPP_NATIVE_OPS") === "off") removeNativeOps();
+  else registerNativeOps();
+  return {
+    blas: `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`,
+  };
+}
+
+async function activate(
+  name: BackendName,
+  auto = false,
+  options: InitBackendOptions = {},
+): Promise<{ description: string } & BlasChoice> {
   let description: string = name;
+  let blas: BlasChoice = {};
   if (name === "tensorflow") {
     await loadTensorflow();
   } else if (name === "webgpu") {
@@ -244,6 +312,8 @@ async function activate(name: BackendName, auto = false): Promise<string> {
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
     const threads = await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT");
     description = `wasm (${simd ? "SIMD" : "no SIMD"}, ${threads ? "threads" : "1 thread"})`;
+    blas = setUpBlas(options);
+    if (blas.blas !== undefined) description += ` + matMul on ${blas.blas}`;
   } else if (name === "cpu") {
     description = "cpu (pure JS)";
   } else if (name === "tensorflow") {
@@ -253,7 +323,7 @@ async function activate(name: BackendName, auto = false): Promise<string> {
   if (!(err < 1e-4)) {
     throw unavailable(name, `the self-test computed a wrong answer (max error ${err})`);
   }
-  return description;
+  return { description, ...blas };
 }
 
 /**
@@ -288,10 +358,11 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
   const skipped: string[] = [];
   let name: BackendName | undefined;
   let description = "";
+  let blas: BlasChoice = {};
   if (requested === "auto") {
     for (const candidate of ["tensorflow", "webgpu", "wasm"] as const) {
       try {
-        description = await activate(candidate, true);
+        ({ description, ...blas } = await activate(candidate, true, options));
         name = candidate;
         break;
       } catch (e) {
@@ -307,9 +378,16 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
     }
   } else {
     name = requested;
-    description = await activate(requested);
+    ({ description, ...blas } = await activate(requested, false, options));
   }
-  const info: BackendInfo = { requested, name, description, skipped, tfjsVersion: tf.version.tfjs };
+  const info: BackendInfo = {
+    requested,
+    name,
+    description,
+    skipped,
+    tfjsVersion: tf.version.tfjs,
+    ...blas,
+  };
   if (options.verbose) console.error(describeBackend(info));
   return info;
 }
@@ -322,6 +400,11 @@ export async function initBackend(options: InitBackendOptions = {}): Promise<Bac
  */
 export function describeBackend(info: BackendInfo): string {
   let line = `backend: ${info.description}, tfjs ${info.tfjsVersion}`;
+  if (info.name === "wasm" && info.blas === undefined) {
+    line += info.blasSkipped === undefined
+      ? " [matMul: wasm's own, BLAS off]"
+      : ` [matMul: wasm's own; no BLAS: ${info.blasSkipped}]`;
+  }
   if (info.requested === "auto") {
     line += " [auto";
     if (info.skipped.length > 0) {

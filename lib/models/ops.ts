@@ -8,6 +8,11 @@
  * forms; `tf.gather`'s gradient needs `UnsortedSegmentSum`, which wasm lacks. Every op
  * here is a `tf.customGrad`, so it can be used inside `tf.variableGrads` on any backend.
  *
+ * On wasm with a system BLAS (`nativeOpsActive()` from lib/backend), linear gradients use
+ * transposed BLAS operands instead, and attention, GELU, LayerNorm and the softmax
+ * cross-entropy run as fused native kernels (lib/backend/native_ops.ts); the results agree
+ * with the plain path within float32 rounding (test/backend/blas_test.ts, parity).
+ *
  * Conventions: activations are 2-D `[rows, channels]` float32 (rows = batch x sequence),
  * Linear weights are stored `[in, out]` (the transpose of PyTorch's `[out, in]`).
  * Every function returns a new tensor owned by the caller.
@@ -16,6 +21,16 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
+import {
+  nativeAttention,
+  nativeAttentionGrad,
+  nativeGelu,
+  nativeLayerNorm,
+  nativeLayerNormGrad,
+  nativeOpsActive,
+  nativeSoftmaxCrossEntropy,
+  nativeSoftmaxCrossEntropyGrad,
+} from "../backend/mod.ts";
 import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
 
 type Save = (tensors: tf.Tensor[]) => void;
@@ -58,6 +73,15 @@ function linearGrads(
   dy: tf.Tensor2D,
   withBias: boolean,
 ): tf.Tensor[] {
+  if (nativeOpsActive()) {
+    // wasm with a BLAS: transposed operands cost nothing (the BLAS reads them in place).
+    return tf.tidy(() => {
+      const dx = tf.matMul(dy, w, false, true);
+      const dw = tf.matMul(x, dy, true, false);
+      if (!withBias) return [dx, dw];
+      return [dx, dw, tf.reshape(tf.matMul(tf.ones([1, dy.shape[0]]), dy), [dy.shape[1]])];
+    });
+  }
   return tf.tidy(() => {
     const dx = tf.matMul(dy, tf.transpose(w));
     const dyT = tf.transpose(dy);
@@ -133,10 +157,15 @@ export function linearDetachedWeight(
       return {
         // Not fused: tfjs-wasm's _FusedMatMul checks the bias's ORIGINAL buffer shape,
         // and this bias is usually a reshape of a [1, 1, K] parameter.
-        value: tf.tidy(() => tf.add(tf.matMul(x, tf.transpose(weight)), b)),
+        // (with a BLAS: the transposed operand and any bias shape cost nothing extra)
+        value: nativeOpsActive()
+          ? tf.fused.matMul({ a: x, b: weight, transposeB: true, bias: b })
+          : tf.tidy(() => tf.add(tf.matMul(x, tf.transpose(weight)), b)),
         gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => [
           tf.matMul(dy, saved[0] as tf.Tensor2D),
-          colSum(dy),
+          nativeOpsActive()
+            ? tf.reshape(tf.matMul(tf.ones([1, dy.shape[0]]), dy), [dy.shape[1]])
+            : colSum(dy),
         ],
       };
     },
@@ -159,6 +188,23 @@ export function layerNorm(
   beta: tf.Tensor1D,
   eps: number,
 ): tf.Tensor2D {
+  if (nativeOpsActive() && x.dtype === "float32") {
+    const native = withGrad(
+      (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, save: Save) => {
+        const [value, xhat, rstd] = nativeLayerNorm(x, g, b, eps);
+        save([xhat, rstd, g]);
+        tf.dispose([xhat, rstd]);
+        return {
+          value,
+          gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+            const [xh, rs, gs] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+            return nativeLayerNormGrad(dy, xh, rs, gs);
+          },
+        };
+      },
+    ) as unknown as (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D) => tf.Tensor2D;
+    return native(x, gamma, beta);
+  }
   const f = withGrad(
     (x: tf.Tensor2D, g: tf.Tensor1D, b: tf.Tensor1D, save: Save) => {
       const [xhat, rstd] = tf.tidy(() => {
@@ -206,6 +252,18 @@ const INV_SQRT_2PI = 1 / Math.sqrt(2 * Math.PI);
  * @returns same shape
  */
 export function gelu<T extends tf.Tensor>(x: T): T {
+  if (nativeOpsActive()) {
+    const native = withGrad((x: tf.Tensor, save: Save) => {
+      const [value, slope] = nativeGelu(x);
+      save([slope]);
+      slope.dispose();
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.mul(dy, saved[0])],
+      };
+    }) as unknown as (x: tf.Tensor) => tf.Tensor;
+    return native(x) as T;
+  }
   const f = withGrad(
     (x: tf.Tensor, save: Save) => {
       const [cdf, xpdf] = tf.tidy(() => {
@@ -313,6 +371,26 @@ export function attention(
   const scale = 1 / Math.sqrt(c / heads);
   const p = options.dropout ?? 0;
   const dropMask = p > 0 ? requireRng(options.rng, "attention dropout") : undefined;
+  if (nativeOpsActive()) {
+    const native = withGrad(
+      (qkv: tf.Tensor2D, save: Save) => {
+        const mask = dropMask === undefined
+          ? undefined
+          : dropoutMask([batch * heads, seq, seq], p, dropMask) as tf.Tensor3D;
+        const [value, probs] = nativeAttention(qkv, batch, seq, heads, scale, mask);
+        save(mask === undefined ? [qkv, probs] : [qkv, probs, mask]);
+        tf.dispose([probs, mask]);
+        return {
+          value,
+          gradFunc: (dy: tf.Tensor2D, saved: tf.Tensor[]) => {
+            const [sqkv, sp, sm] = saved as [tf.Tensor2D, tf.Tensor3D, tf.Tensor3D | undefined];
+            return [nativeAttentionGrad(dy, sqkv, sp, batch, seq, heads, scale, sm)];
+          },
+        };
+      },
+    ) as unknown as (qkv: tf.Tensor2D) => tf.Tensor2D;
+    return native(qkv);
+  }
   const f = withGrad(
     (qkv: tf.Tensor2D, save: Save) => {
       const [q, k, v] = tf.tidy(() => {
@@ -476,6 +554,20 @@ export function softmaxCrossEntropyRows(
     throw new RangeError(`Cannot use label smoothing ${smoothing}: expected [0, 1)`);
   }
   const k = logits.shape[1];
+  if (nativeOpsActive() && logits.dtype === "float32" && targets.dtype === "int32") {
+    const native = withGrad((x: tf.Tensor2D, save: Save) => {
+      const [value, probs] = nativeSoftmaxCrossEntropy(x, targets, smoothing);
+      save([probs]);
+      probs.dispose();
+      return {
+        value,
+        gradFunc: (dy: tf.Tensor1D, saved: tf.Tensor[]) => [
+          nativeSoftmaxCrossEntropyGrad(dy, saved[0] as tf.Tensor2D, targets, smoothing),
+        ],
+      };
+    }) as unknown as (x: tf.Tensor2D) => tf.Tensor1D;
+    return native(logits);
+  }
   const f = withGrad(
     (x: tf.Tensor2D, save: Save) => {
       const onehot = oneHotF32(targets, k);
