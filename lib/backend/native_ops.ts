@@ -5,6 +5,9 @@
  * `Identity` that shares the input's memory (as tfjs's cpu backend does) instead of
  * copying it.
  *
+ * Each kernel runs the C kernels of ./native_kernels.ts (OpenMP threads) when they are
+ * loaded, else a single-threaded JS loop computing the same values.
+ *
  * Models call {@linkcode nativeAttention} / {@linkcode nativeAttentionGrad} only when
  * {@linkcode nativeOpsActive} says so; elsewhere they use plain tfjs ops.
  *
@@ -13,6 +16,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { activeBlas } from "./blas_kernels.ts";
 import type { Blas } from "./blas.ts";
+import { activeNativeKernels, type NativeKernels } from "./native_kernels.ts";
 
 const ATTENTION = "SeitppBlasAttention";
 const ATTENTION_GRAD = "SeitppBlasAttentionGrad";
@@ -86,6 +90,11 @@ function attentionKernel(
   const o = view(backend, out, buffer);
   const p = view(backend, probs, buffer);
   const m = mask === undefined ? undefined : view(backend, mask, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    attentionNative(native, blas, { batch, seq, heads, scale }, c, x, o, p, m);
+    return [out, probs];
+  }
   const used = m === undefined ? undefined : scratchOf(n * n);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
@@ -146,6 +155,143 @@ function attentionKernel(
   return [out, probs];
 }
 
+/**
+ * Attention forward with the C kernels: every block's scores (BLAS), one threaded softmax
+ * over all `B*H*N` rows, then every block's `P v` (BLAS; the dropout mask applied in C).
+ */
+function attentionNative(
+  k: NativeKernels,
+  blas: Blas,
+  { batch, seq: n, heads, scale }: AttentionAttrs,
+  c: number,
+  x: Float32Array,
+  o: Float32Array,
+  p: Float32Array,
+  m: Float32Array | undefined,
+): void {
+  const c3 = 3 * c;
+  const hd = c / heads;
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const pOff = (b * heads + h) * n * n;
+      const row0 = b * n * c3 + h * hd;
+      const pbh = p.subarray(pOff, pOff + n * n);
+      blas.sgemm(
+        false,
+        true,
+        n,
+        n,
+        hd,
+        scale,
+        x.subarray(row0),
+        c3,
+        x.subarray(row0 + c),
+        c3,
+        0,
+        pbh,
+        n,
+      );
+    }
+  }
+  k.softmaxRows(p, batch * heads * n, n);
+  const used = m === undefined ? undefined : scratchOf(n * n);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const pOff = (b * heads + h) * n * n;
+      const row0 = b * n * c3 + h * hd;
+      let a = p.subarray(pOff, pOff + n * n);
+      if (m !== undefined && used !== undefined) {
+        k.mul(a, m.subarray(pOff, pOff + n * n), used);
+        a = used;
+      }
+      blas.sgemm(
+        false,
+        false,
+        n,
+        hd,
+        n,
+        1,
+        a,
+        n,
+        x.subarray(row0 + 2 * c),
+        c3,
+        0,
+        o.subarray(b * n * c + h * hd),
+        c,
+      );
+    }
+  }
+}
+
+/**
+ * Attention backward with the C kernels, block by block: `dv` and `dP` (BLAS), the
+ * softmax backward with the dropout mask in one threaded C pass, then `dq` and `dk` (BLAS).
+ */
+function attentionGradNative(
+  k: NativeKernels,
+  blas: Blas,
+  { batch, seq: n, heads, scale }: AttentionAttrs,
+  c: number,
+  x: Float32Array,
+  dy: Float32Array,
+  p: Float32Array,
+  m: Float32Array | undefined,
+  dx: Float32Array,
+): void {
+  const c3 = 3 * c;
+  const hd = c / heads;
+  const work = scratchOf(2 * n * n);
+  const dS = work.subarray(0, n * n);
+  const used = work.subarray(n * n);
+  for (let b = 0; b < batch; b++) {
+    for (let h = 0; h < heads; h++) {
+      const row0 = b * n * c3 + h * hd;
+      const pOff = (b * heads + h) * n * n;
+      const pbh = p.subarray(pOff, pOff + n * n);
+      const mbh = m === undefined ? null : m.subarray(pOff, pOff + n * n);
+      const dO = dy.subarray(b * n * c + h * hd);
+      let a = pbh;
+      if (mbh !== null) {
+        k.mul(pbh, mbh, used);
+        a = used;
+      }
+      blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
+      blas.sgemm(false, true, n, n, hd, 1, dO, c, x.subarray(row0 + 2 * c), c3, 0, dS, n);
+      k.softmaxRowsGrad(dS, pbh, mbh, n, n);
+      blas.sgemm(
+        false,
+        false,
+        n,
+        hd,
+        n,
+        scale,
+        dS,
+        n,
+        x.subarray(row0 + c),
+        c3,
+        0,
+        dx.subarray(row0),
+        c3,
+      );
+      blas.sgemm(
+        true,
+        false,
+        n,
+        hd,
+        n,
+        scale,
+        dS,
+        n,
+        x.subarray(row0),
+        c3,
+        0,
+        dx.subarray(row0 + c),
+        c3,
+      );
+    }
+  }
+}
+
 function attentionGradKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
 ): tf.TensorInfo {
@@ -167,6 +313,11 @@ function attentionGradKernel(
   const p = view(backend, probs, buffer);
   const dx = view(backend, dqkv, buffer);
   const m = mask === undefined ? undefined : view(backend, mask, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    attentionGradNative(native, blas, { batch, seq, heads, scale }, c, x, dy, p, m, dx);
+    return dqkv;
+  }
   const work = scratchOf(2 * n * n);
   const dS = work.subarray(0, n * n);
   const used = work.subarray(n * n);
@@ -246,6 +397,11 @@ function geluKernel(
   const x = view(backend, xT, buffer);
   const yv = view(backend, y, buffer);
   const dv = view(backend, d, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.gelu(x, yv, dv);
+    return [y, d];
+  }
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
     const z = Math.abs(v) * Math.SQRT1_2;
@@ -278,6 +434,11 @@ function layerNormKernel(
   const yv = view(backend, y, buffer);
   const hv = view(backend, xhat, buffer);
   const rv = view(backend, rstd, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.layerNorm(x, g, bt, yv, hv, rv, rows, c, eps);
+    return [y, xhat, rstd];
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * c;
     let mean = 0;
@@ -315,6 +476,13 @@ function layerNormGradKernel(
   const rs = view(backend, args.inputs.rstd as tf.TensorInfo, buffer);
   const g = view(backend, args.inputs.gamma as tf.TensorInfo, buffer);
   const dxv = view(backend, dx, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    const dgv = view(backend, dg, buffer);
+    const dbv = view(backend, db, buffer);
+    native.layerNormGrad(dy, h, rs, g, dxv, dgv, dbv, rows, c);
+    return [dx, dg, db];
+  }
   const sg = new Float64Array(c);
   const sb = new Float64Array(c);
   for (let r = 0; r < rows; r++) {
@@ -349,6 +517,15 @@ function indices(backend: WasmBackendLike, t: tf.TensorInfo, buffer: ArrayBuffer
   return new Int32Array(buffer, data.memoryOffset, size(t.shape));
 }
 
+function checkTargets(t: Int32Array, k: number): void {
+  for (let r = 0; r < t.length; r++) {
+    const target = t[r];
+    if (!(target >= 0 && target < k)) {
+      throw new RangeError(`Cannot take class ${target} (row ${r}) of ${k} logits`);
+    }
+  }
+}
+
 /** Per-row softmax cross-entropy with label smoothing: `[loss [N], probs [N, K]]`. */
 function softmaxXentKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
@@ -364,12 +541,15 @@ function softmaxXentKernel(
   const t = indices(backend, args.inputs.targets as tf.TensorInfo, buffer);
   const lv = view(backend, loss, buffer);
   const pv = view(backend, probs, buffer);
+  checkTargets(t, k);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.softmaxXent(x, t, lv, pv, rows, k, smoothing);
+    return [loss, probs];
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * k;
     const target = t[r];
-    if (!(target >= 0 && target < k)) {
-      throw new RangeError(`Cannot take class ${target} (row ${r}) of ${k} logits`);
-    }
     let max = -Infinity;
     for (let j = 0; j < k; j++) if (x[o + j] > max) max = x[o + j];
     let sum = 0;
@@ -404,6 +584,12 @@ function softmaxXentGradKernel(
   const t = indices(backend, args.inputs.targets as tf.TensorInfo, buffer);
   const dy = view(backend, args.inputs.dy as tf.TensorInfo, buffer);
   const g = view(backend, grad, buffer);
+  checkTargets(t, k);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.softmaxXentGrad(p, t, dy, g, rows, k, smoothing);
+    return grad;
+  }
   const off = smoothing / k;
   for (let r = 0; r < rows; r++) {
     const o = r * k;
