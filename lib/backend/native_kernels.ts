@@ -42,7 +42,10 @@ const SYMBOLS = {
     parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "f64"],
     result: "void",
   },
-  seitpp_softmax_rows: { parameters: ["buffer", "i32", "i32"], result: "void" },
+  seitpp_softmax_rows: {
+    parameters: ["buffer", "buffer", "buffer", "i32", "i32"],
+    result: "void",
+  },
   seitpp_mul: { parameters: ["buffer", "buffer", "buffer", "i32"], result: "void" },
   seitpp_softmax_rows_grad: {
     parameters: ["buffer", "buffer", "buffer", "i32", "i32"],
@@ -50,7 +53,7 @@ const SYMBOLS = {
   },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-const ABI = 1;
+const ABI = 2;
 
 /** The loaded C kernels; every array is a float32 (or int32 target) view, written in place. */
 export interface NativeKernels {
@@ -106,8 +109,17 @@ export interface NativeKernels {
     k: number,
     smoothing: number,
   ): void;
-  /** Row softmax in place over `rows` rows of `n`. */
-  softmaxRows(s: Float32Array, rows: number, n: number): void;
+  /**
+   * Row softmax in place over `rows` rows of `n`; with a mask `m` also `used = softmax * m`
+   * (both `null` for none).
+   */
+  softmaxRows(
+    s: Float32Array,
+    m: Float32Array | null,
+    used: Float32Array | null,
+    rows: number,
+    n: number,
+  ): void;
   /** `out = a * b` element-wise over `out.length` values. */
   mul(a: Float32Array, b: Float32Array, out: Float32Array): void;
   /** Softmax backward in place: `ds = p (dP m - rowsum(dP m p))` (m optional). */
@@ -168,7 +180,7 @@ function wrap(
       s.seitpp_softmax_xent(x, t, loss, probs, rows, k, sm),
     softmaxXentGrad: (p, t, dy, g, rows, k, sm) =>
       s.seitpp_softmax_xent_grad(p, t, dy, g, rows, k, sm),
-    softmaxRows: (v, rows, n) => s.seitpp_softmax_rows(v, rows, n),
+    softmaxRows: (v, m, used, rows, n) => s.seitpp_softmax_rows(v, m, used, rows, n),
     mul: (a, b, out) => s.seitpp_mul(a, b, out, out.length),
     softmaxRowsGrad: (ds, p, m, rows, n) => s.seitpp_softmax_rows_grad(ds, p, m, rows, n),
   };
@@ -177,7 +189,7 @@ function wrap(
 /** A known answer through the library: softmax([0, ln 3]) and gelu(0), gelu'(0). */
 function selfCheck(k: NativeKernels): string | undefined {
   const v = new Float32Array([0, Math.log(3)]);
-  k.softmaxRows(v, 1, 2);
+  k.softmaxRows(v, null, null, 1, 2);
   const x = new Float32Array([0, 1]);
   const y = new Float32Array(2);
   const d = new Float32Array(2);

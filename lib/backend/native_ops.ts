@@ -155,9 +155,36 @@ function attentionKernel(
   return [out, probs];
 }
 
+/** Scratch floats per chunk of attention blocks (4M: 16 MB, twice that in the backward). */
+let chunkFloats = 1 << 22;
+
 /**
- * Attention forward with the C kernels: every block's scores (BLAS), one threaded softmax
- * over all `B*H*N` rows, then every block's `P v` (BLAS; the dropout mask applied in C).
+ * Set the chunk size of the C attention path (for tests: chunks of a few blocks).
+ *
+ * @param floats scratch floats per chunk, >= 1
+ * @returns the previous value
+ */
+export function setAttentionChunkFloats(floats: number): number {
+  const previous = chunkFloats;
+  chunkFloats = Math.max(1, Math.floor(floats));
+  return previous;
+}
+
+/** Attention blocks per C call: their scratch stays under {@linkcode chunkFloats}. */
+function blocksPerChunk(n: number, blocks: number): number {
+  return Math.max(1, Math.min(blocks, Math.floor(chunkFloats / Math.max(1, n * n))));
+}
+
+let chunkScratch = new Float32Array(0);
+function chunkScratchOf(n: number): Float32Array {
+  if (chunkScratch.length < n) chunkScratch = new Float32Array(n);
+  return chunkScratch.subarray(0, n);
+}
+
+/**
+ * Attention forward with the C kernels, in chunks of (batch, head) blocks: the chunk's
+ * scores (BLAS), one threaded C pass for their softmax (and `P * mask`), then the chunk's
+ * `P v` (BLAS). Few switches between the BLAS's threads and OpenMP's.
  */
 function attentionNative(
   k: NativeKernels,
@@ -171,11 +198,16 @@ function attentionNative(
 ): void {
   const c3 = 3 * c;
   const hd = c / heads;
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      const pOff = (b * heads + h) * n * n;
-      const row0 = b * n * c3 + h * hd;
-      const pbh = p.subarray(pOff, pOff + n * n);
+  const nn = n * n;
+  const blocks = batch * heads;
+  const chunk = blocksPerChunk(n, blocks);
+  const used = m === undefined ? undefined : chunkScratchOf(chunk * nn);
+  for (let first = 0; first < blocks; first += chunk) {
+    const last = Math.min(blocks, first + chunk);
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const row0 = b * n * c3 + (i % heads) * hd;
+      const pbh = p.subarray(i * nn, (i + 1) * nn);
       blas.sgemm(
         false,
         true,
@@ -192,18 +224,20 @@ function attentionNative(
         n,
       );
     }
-  }
-  k.softmaxRows(p, batch * heads * n, n);
-  const used = m === undefined ? undefined : scratchOf(n * n);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
-      const pOff = (b * heads + h) * n * n;
+    k.softmaxRows(
+      p.subarray(first * nn, last * nn),
+      m === undefined ? null : m.subarray(first * nn, last * nn),
+      used ?? null,
+      (last - first) * n,
+      n,
+    );
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const h = i % heads;
       const row0 = b * n * c3 + h * hd;
-      let a = p.subarray(pOff, pOff + n * n);
-      if (m !== undefined && used !== undefined) {
-        k.mul(a, m.subarray(pOff, pOff + n * n), used);
-        a = used;
-      }
+      const a = used === undefined
+        ? p.subarray(i * nn, (i + 1) * nn)
+        : used.subarray((i - first) * nn, (i - first + 1) * nn);
       blas.sgemm(
         false,
         false,
@@ -224,8 +258,8 @@ function attentionNative(
 }
 
 /**
- * Attention backward with the C kernels, block by block: `dv` and `dP` (BLAS), the
- * softmax backward with the dropout mask in one threaded C pass, then `dq` and `dk` (BLAS).
+ * Attention backward with the C kernels, in chunks of blocks: `dv` and `dP` (BLAS), one
+ * threaded C pass for the softmax backward with the dropout mask, then `dq` and `dk` (BLAS).
  */
 function attentionGradNative(
   k: NativeKernels,
@@ -240,24 +274,50 @@ function attentionGradNative(
 ): void {
   const c3 = 3 * c;
   const hd = c / heads;
-  const work = scratchOf(2 * n * n);
-  const dS = work.subarray(0, n * n);
-  const used = work.subarray(n * n);
-  for (let b = 0; b < batch; b++) {
-    for (let h = 0; h < heads; h++) {
+  const nn = n * n;
+  const blocks = batch * heads;
+  const chunk = blocksPerChunk(n, blocks);
+  const work = chunkScratchOf((m === undefined ? 1 : 2) * chunk * nn);
+  const dS = work.subarray(0, chunk * nn);
+  const used = m === undefined ? undefined : work.subarray(chunk * nn);
+  for (let first = 0; first < blocks; first += chunk) {
+    const last = Math.min(blocks, first + chunk);
+    const pc = p.subarray(first * nn, last * nn);
+    const mc = m === undefined ? null : m.subarray(first * nn, last * nn);
+    if (mc !== null && used !== undefined) k.mul(pc, mc, used.subarray(0, (last - first) * nn));
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const h = i % heads;
       const row0 = b * n * c3 + h * hd;
-      const pOff = (b * heads + h) * n * n;
-      const pbh = p.subarray(pOff, pOff + n * n);
-      const mbh = m === undefined ? null : m.subarray(pOff, pOff + n * n);
+      const j = i - first;
+      const a = used === undefined
+        ? p.subarray(i * nn, (i + 1) * nn)
+        : used.subarray(j * nn, (j + 1) * nn);
       const dO = dy.subarray(b * n * c + h * hd);
-      let a = pbh;
-      if (mbh !== null) {
-        k.mul(pbh, mbh, used);
-        a = used;
-      }
       blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
-      blas.sgemm(false, true, n, n, hd, 1, dO, c, x.subarray(row0 + 2 * c), c3, 0, dS, n);
-      k.softmaxRowsGrad(dS, pbh, mbh, n, n);
+      blas.sgemm(
+        false,
+        true,
+        n,
+        n,
+        hd,
+        1,
+        dO,
+        c,
+        x.subarray(row0 + 2 * c),
+        c3,
+        0,
+        dS.subarray(j * nn, (j + 1) * nn),
+        n,
+      );
+    }
+    k.softmaxRowsGrad(dS.subarray(0, (last - first) * nn), pc, mc, (last - first) * n, n);
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const h = i % heads;
+      const row0 = b * n * c3 + h * hd;
+      const j = i - first;
+      const dSb = dS.subarray(j * nn, (j + 1) * nn);
       blas.sgemm(
         false,
         false,
@@ -265,7 +325,7 @@ function attentionGradNative(
         hd,
         n,
         scale,
-        dS,
+        dSb,
         n,
         x.subarray(row0 + c),
         c3,
@@ -280,7 +340,7 @@ function attentionGradNative(
         hd,
         n,
         scale,
-        dS,
+        dSb,
         n,
         x.subarray(row0),
         c3,

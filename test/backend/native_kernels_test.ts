@@ -11,6 +11,7 @@ import {
 } from "@lib/backend";
 import { attention, gelu, layerNorm, softmaxCrossEntropyRows } from "@lib/models";
 import { Rng } from "@lib/random";
+import { setAttentionChunkFloats } from "../../lib/backend/native_ops.ts";
 
 // The C kernels need a BLAS (they are used on the wasm backend's BLAS path) and a C
 // compiler (CI installs Debian's gcc and libopenblas0-pthread). With SEITPP_BLAS=off or
@@ -182,6 +183,16 @@ Deno.test({
         return readAll([value, grad]);
       };
       check(`attention B=${batch} N=${seq} H=${heads} hd=${hd} p=${dropout}`, await threeWays(run));
+      // again in chunks of 2 blocks and a remainder (one C call per chunk)
+      const previous = setAttentionChunkFloats(2 * seq * seq);
+      try {
+        check(
+          `attention B=${batch} N=${seq} H=${heads} hd=${hd} p=${dropout}, chunks of 2 blocks`,
+          await threeWays(run),
+        );
+      } finally {
+        setAttentionChunkFloats(previous);
+      }
     }
   },
 });

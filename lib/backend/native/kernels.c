@@ -26,7 +26,7 @@ int seitpp_set_threads(int n) {
 }
 
 /* The library's version of the interface (bump when a signature changes). */
-int seitpp_abi(void) { return 1; }
+int seitpp_abi(void) { return 2; }
 
 /*
  * exp(x) for float, branch-free so that loops over it vectorise: x = k ln2 + r with
@@ -207,8 +207,11 @@ void seitpp_softmax_xent_grad(const float *probs, const int32_t *targets, const 
 }
 
 /* ---- attention softmax ----------------------------------------------------------------- */
-/* Row softmax in place over s [rows, n] (all (batch, head) blocks at once). */
-void seitpp_softmax_rows(float *s, int rows, int n) {
+/*
+ * Row softmax in place over s [rows, n] (many (batch, head) blocks at once); with a dropout
+ * mask m (or NULL) also used = softmax * m, the matrix that multiplies v.
+ */
+void seitpp_softmax_rows(float *s, const float *m, float *used, int rows, int n) {
 #pragma omp parallel for schedule(static) num_threads(n_threads) \
     if ((int64_t)rows * n >= PAR_MIN)
   for (int r = 0; r < rows; r++) {
@@ -226,6 +229,12 @@ void seitpp_softmax_rows(float *s, int rows, int n) {
     float inv = 1.0f / sum;
 #pragma omp simd
     for (int j = 0; j < n; j++) sr[j] *= inv;
+    if (m != NULL) {
+      const float *mr = m + (size_t)r * n;
+      float *ur = used + (size_t)r * n;
+#pragma omp simd
+      for (int j = 0; j < n; j++) ur[j] = sr[j] * mr[j];
+    }
   }
 }
 
