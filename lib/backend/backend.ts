@@ -276,11 +276,15 @@ async function setUpBlas(options: InitBackendOptions): Promise<BlasChoice> {
     return { blasSkipped: r.reason };
   }
   installBlasKernels(r);
-  if (envFlag("SEITPP_NATIVE_OPS") === "off") removeNativeOps();
-  else registerNativeOps();
+  const blas = `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`;
+  if (envFlag("SEITPP_NATIVE_OPS") === "off") {
+    removeNativeOps();
+    setNativeKernels(undefined);
+    return { blas };
+  }
+  registerNativeOps();
   const threads = r.threads > 0 ? r.threads : Math.max(1, navigator.hardwareConcurrency || 1);
   const k = await loadNativeKernels(threads);
-  const blas = `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`;
   if ("reason" in k) {
     setNativeKernels(undefined);
     if (!nativeReasonsPrinted.has(k.reason)) {
