@@ -5,8 +5,9 @@
  * they are loaded ({@linkcode activeNativeKernels}) and its JS loops otherwise.
  *
  * `SEITPP_NATIVE_KERNELS=off` keeps the JS loops. libgomp's idle threads sleep instead of
- * spinning (`OMP_WAIT_POLICY=passive`, unless the environment sets OMP_WAIT_POLICY or
- * GOMP_SPINCOUNT): spinning OpenMP threads and OpenBLAS's own pool fight over the cores.
+ * spinning (`OMP_WAIT_POLICY=passive` while the library loads, unless the environment sets
+ * OMP_WAIT_POLICY or GOMP_SPINCOUNT): spinning OpenMP threads and OpenBLAS's own pool fight
+ * over the cores (4-6x slower training steps measured on 2 busy cores).
  *
  * @module
  */
@@ -149,13 +150,25 @@ function env(name: string): string | undefined {
   }
 }
 
-/** Let libgomp's idle threads sleep unless the environment already says how they wait. */
-function setWaitPolicy(): void {
-  if (env("OMP_WAIT_POLICY") !== undefined || env("GOMP_SPINCOUNT") !== undefined) return;
+/**
+ * Run `load` (the dlopen that starts libgomp, which reads its settings then) with
+ * `OMP_WAIT_POLICY=passive` unless the environment already says how OpenMP threads wait;
+ * the variable is removed again afterwards, so that child processes (the PyTorch baseline of
+ * bench:train) keep their own defaults.
+ */
+function withWaitPolicy<T>(load: () => T): T {
+  if (env("OMP_WAIT_POLICY") !== undefined || env("GOMP_SPINCOUNT") !== undefined) return load();
+  let set = false;
   try {
     Deno.env.set("OMP_WAIT_POLICY", "passive");
+    set = true;
   } catch {
     // without env permission libgomp spins a while before sleeping (its default)
+  }
+  try {
+    return load();
+  } finally {
+    if (set) Deno.env.delete("OMP_WAIT_POLICY");
   }
 }
 
@@ -234,9 +247,8 @@ export async function loadNativeKernels(
   if ("reason" in built) return built;
   let lib = opened.get(built.path);
   if (lib === undefined) {
-    setWaitPolicy();
     try {
-      lib = Deno.dlopen(built.path, SYMBOLS);
+      lib = withWaitPolicy(() => Deno.dlopen(built.path, SYMBOLS));
     } catch (e) {
       return { reason: `cannot load ${built.path}: ${(e as Error).message.split("\n")[0]}` };
     }

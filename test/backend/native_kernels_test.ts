@@ -18,6 +18,7 @@ import { setAttentionChunkFloats } from "../../lib/backend/native_ops.ts";
 // SEITPP_NATIVE_KERNELS=off the comparisons are skipped; the fallback tests still run.
 const skip = Deno.env.get("SEITPP_BLAS") === "off" ||
   Deno.env.get("SEITPP_NATIVE_KERNELS") === "off";
+const ompWaitPolicyBefore = Deno.env.get("OMP_WAIT_POLICY");
 
 function values(n: number, rng: Rng, scale = 1, shift = 0): Float32Array {
   return Float32Array.from({ length: n }, () => (rng.uniform() * 2 - 1) * scale + shift);
@@ -360,6 +361,8 @@ Deno.test({
       const k = activeNativeKernels() as NativeKernels;
       assert.equal(k.threads, 1);
       assert.match(describeBackend(info), /fused ops on C kernels \(.*, 1 OpenMP threads\)/);
+      // the OpenMP wait policy is set only while the library loads (children keep theirs)
+      assert.equal(Deno.env.get("OMP_WAIT_POLICY"), ompWaitPolicyBefore);
     } finally {
       await initBackend({ backend: "wasm" });
       if (saved !== undefined) Deno.env.set("SEITPP_BLAS_THREADS", saved);
