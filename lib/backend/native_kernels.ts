@@ -33,7 +33,7 @@ const SYMBOLS = {
       "i32",
       "i32",
     ],
-    result: "void",
+    result: "i32",
   },
   seitpp_softmax_xent: {
     parameters: ["buffer", "buffer", "buffer", "buffer", "i32", "i32", "f64"],
@@ -54,7 +54,7 @@ const SYMBOLS = {
   },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-const ABI = 2;
+const ABI = 3;
 
 /** The loaded C kernels; every array is a float32 (or int32 target) view, written in place. */
 export interface NativeKernels {
@@ -78,7 +78,7 @@ export interface NativeKernels {
     c: number,
     eps: number,
   ): void;
-  /** The LayerNorm gradient: dx, dgamma, dbeta. */
+  /** The LayerNorm gradient: dx, dgamma, dbeta (RangeError when its sums cannot be allocated). */
   layerNormGrad(
     dy: Float32Array,
     xhat: Float32Array,
@@ -187,8 +187,13 @@ function wrap(
     gelu: (x, y, d) => s.seitpp_gelu(x, y, d, x.length),
     layerNorm: (x, g, b, y, xhat, rstd, rows, c, eps) =>
       s.seitpp_layer_norm(x, g, b, y, xhat, rstd, rows, c, eps),
-    layerNormGrad: (dy, xhat, rstd, g, dx, dg, db, rows, c) =>
-      s.seitpp_layer_norm_grad(dy, xhat, rstd, g, dx, dg, db, rows, c),
+    layerNormGrad: (dy, xhat, rstd, g, dx, dg, db, rows, c) => {
+      if (s.seitpp_layer_norm_grad(dy, xhat, rstd, g, dx, dg, db, rows, c) !== 0) {
+        throw new RangeError(
+          `Native LayerNorm gradient: cannot allocate the sums for ${c} channels`,
+        );
+      }
+    },
     softmaxXent: (x, t, loss, probs, rows, k, sm) =>
       s.seitpp_softmax_xent(x, t, loss, probs, rows, k, sm),
     softmaxXentGrad: (p, t, dy, g, rows, k, sm) =>

@@ -3,8 +3,9 @@
  * (lib/backend/native_ops.ts), in C with OpenMP threads, working in place on the wasm heap
  * through Deno FFI. Built and loaded by lib/backend/native_build.ts / native_kernels.ts.
  *
- * Every function takes plain float/int pointers and sizes; none allocates tensors and none
- * fails (the callers check shapes and targets). Sums that decide a normalisation (LayerNorm
+ * Every function takes plain float/int pointers and sizes and none allocates tensors; the
+ * callers check shapes and targets. Only the LayerNorm gradient allocates (its per-thread
+ * parameter-gradient sums) and returns -1 when that fails. Sums that decide a normalisation (LayerNorm
  * mean/variance, cross-entropy log-sum-exp, LayerNorm parameter gradients) are accumulated
  * in double, as the JS kernels do.
  */
@@ -26,7 +27,7 @@ int seitpp_set_threads(int n) {
 }
 
 /* The library's version of the interface (bump when a signature changes). */
-int seitpp_abi(void) { return 2; }
+int seitpp_abi(void) { return 3; }
 
 /*
  * exp(x) for float, branch-free so that loops over it vectorise: x = k ln2 + r with
@@ -115,16 +116,22 @@ void seitpp_layer_norm(const float *x, const float *g, const float *b, float *y,
   }
 }
 
-/* Its gradient: dx [rows, c], dg [c], db [c] from dy, xhat, rstd [rows], g [c]. */
-void seitpp_layer_norm_grad(const float *dy, const float *xhat, const float *rstd,
-                            const float *g, float *dx, float *dg, float *db, int rows, int c) {
-  double *sg = calloc((size_t)c, sizeof(double));
-  double *sb = calloc((size_t)c, sizeof(double));
+/*
+ * Its gradient: dx [rows, c], dg [c], db [c] from dy, xhat, rstd [rows], g [c]. Returns 0,
+ * or -1 when the sums' memory cannot be allocated (nothing is written then).
+ */
+int seitpp_layer_norm_grad(const float *dy, const float *xhat, const float *rstd,
+                           const float *g, float *dx, float *dg, float *db, int rows, int c) {
   int nt = (int64_t)rows * c >= PAR_MIN ? n_threads : 1;
+  size_t cc = c > 0 ? (size_t)c : 1;
+  /* the total and one pair of sums per thread */
+  double *sums = calloc(2 * cc * (size_t)(nt + 1), sizeof(double));
+  if (sums == NULL) return -1;
+  double *sg = sums, *sb = sums + cc;
 #pragma omp parallel num_threads(nt)
   {
-    double *lg = calloc((size_t)c, sizeof(double));
-    double *lb = calloc((size_t)c, sizeof(double));
+    double *lg = sums + 2 * cc * (size_t)(omp_get_thread_num() + 1);
+    double *lb = lg + cc;
 #pragma omp for schedule(static)
     for (int r = 0; r < rows; r++) {
       const float *d = dy + (size_t)r * c, *h = xhat + (size_t)r * c;
@@ -147,15 +154,13 @@ void seitpp_layer_norm_grad(const float *dy, const float *xhat, const float *rst
       sg[j] += lg[j];
       sb[j] += lb[j];
     }
-    free(lg);
-    free(lb);
   }
   for (int j = 0; j < c; j++) {
     dg[j] = (float)sg[j];
     db[j] = (float)sb[j];
   }
-  free(sg);
-  free(sb);
+  free(sums);
+  return 0;
 }
 
 /* ---- softmax cross-entropy ------------------------------------------------------------- */
