@@ -7,7 +7,7 @@
  * `SEITPP_NATIVE_KERNELS=off` keeps the JS loops. libgomp's idle threads sleep instead of
  * spinning (`OMP_WAIT_POLICY=passive` while the library loads, unless the environment sets
  * OMP_WAIT_POLICY or GOMP_SPINCOUNT): spinning OpenMP threads and OpenBLAS's own pool fight
- * over the cores (4-6x slower training steps measured on 2 busy cores).
+ * over the cores (3-7x slower training steps measured on 2 busy cores).
  *
  * @module
  */
