@@ -5,6 +5,8 @@
  *
  *     deno task setup [--check] [--packages FILE]
  *
+ * Then it prebuilds the wasm backend's C kernels into the cache (lib/backend/native_build.ts).
+ *
  * `--check` installs nothing: it reports what is missing with the exact command to run.
  * `--packages` reads another list (same format). Not root and no passwordless sudo: stops at
  * once with the exact command. `deno task ok` and `deno task test` run this first; so does
@@ -16,6 +18,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { buildNativeKernels } from "@lib/backend";
 import {
   detectPrivilege,
   kernelStateFromJson,
@@ -127,6 +130,15 @@ async function main(args: string[]): Promise<number> {
     console.error(
       `setup: ${packages.length} Debian packages and the Deno Jupyter kernel present${installed}`,
     );
+    if (!values.check) {
+      // prebuild the wasm backend's C kernels (cached; one line when built, one when not)
+      const built = await buildNativeKernels();
+      if ("reason" in built) {
+        console.error(
+          `setup: the C kernels were not built (the JS ones will run): ${built.reason}`,
+        );
+      }
+    }
     return 0;
   } catch (e) {
     if (e instanceof SetupError || e instanceof SyntaxError) {

@@ -8,6 +8,7 @@ import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { type BlasRequest, loadBlas } from "./blas.ts";
 import { installBlasKernels, uninstallBlasKernels } from "./blas_kernels.ts";
 import { registerNativeOps, removeNativeOps } from "./native_ops.ts";
+import { loadNativeKernels, setNativeKernels } from "./native_kernels.ts";
 
 /** A backend that can be asked for. `auto` picks the best one that is present. */
 export type BackendRequest = "auto" | "wasm" | "cpu" | "webgpu" | "tensorflow";
@@ -73,6 +74,14 @@ export interface BackendInfo {
   blas?: string;
   /** wasm: why no BLAS runs (`undefined` when one runs or when it was turned off). */
   blasSkipped?: string;
+  /**
+   * wasm with a BLAS: the C kernels running GELU, LayerNorm, cross-entropy and the
+   * attention's softmax (e.g. `C kernels (gcc ..., 2 OpenMP threads)`), or `undefined`
+   * when the JS kernels run.
+   */
+  nativeKernels?: string;
+  /** wasm with a BLAS: why the JS kernels run instead of the C ones. */
+  nativeKernelsSkipped?: string;
 }
 
 /** A backend that was asked for explicitly cannot run here. */
@@ -235,7 +244,12 @@ const blasReasonsPrinted = new Set<string>();
 interface BlasChoice {
   blas?: string;
   blasSkipped?: string;
+  nativeKernels?: string;
+  nativeKernelsSkipped?: string;
 }
+
+/** Reasons already printed, so that each "no C kernels" line appears once per process. */
+const nativeReasonsPrinted = new Set<string>();
 
 function envFlag(name: string): string | undefined {
   try {
@@ -245,12 +259,16 @@ function envFlag(name: string): string | undefined {
   }
 }
 
-/** Load (or turn off) the BLAS behind the wasm backend's matMul kernels. */
-function setUpBlas(options: InitBackendOptions): BlasChoice {
+/**
+ * Load (or turn off) the BLAS behind the wasm backend's matMul kernels, and with it the
+ * C kernels of the fused ops (same thread count).
+ */
+async function setUpBlas(options: InitBackendOptions): Promise<BlasChoice> {
   const r = loadBlas({ blas: options.blas, threads: options.blasThreads });
   if ("reason" in r) {
     uninstallBlasKernels();
     removeNativeOps();
+    setNativeKernels(undefined);
     if (r.reason !== undefined && !blasReasonsPrinted.has(r.reason)) {
       blasReasonsPrinted.add(r.reason);
       console.error(`seitpp: wasm matMul without a BLAS: ${r.reason}`);
@@ -258,10 +276,27 @@ function setUpBlas(options: InitBackendOptions): BlasChoice {
     return { blasSkipped: r.reason };
   }
   installBlasKernels(r);
-  if (envFlag("SEITPP_NATIVE_OPS") === "off") removeNativeOps();
-  else registerNativeOps();
+  const blas = `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`;
+  if (envFlag("SEITPP_NATIVE_OPS") === "off") {
+    removeNativeOps();
+    setNativeKernels(undefined);
+    return { blas };
+  }
+  registerNativeOps();
+  const threads = r.threads > 0 ? r.threads : Math.max(1, navigator.hardwareConcurrency || 1);
+  const k = await loadNativeKernels(threads);
+  if ("reason" in k) {
+    setNativeKernels(undefined);
+    if (!nativeReasonsPrinted.has(k.reason)) {
+      nativeReasonsPrinted.add(k.reason);
+      console.error(`seitpp: fused ops on the JS kernels, not the C ones: ${k.reason}`);
+    }
+    return { blas, nativeKernelsSkipped: k.reason };
+  }
+  setNativeKernels(k);
   return {
-    blas: `${r.vendor} (${r.path}${r.threads > 0 ? `, ${r.threads} threads` : ""})`,
+    blas,
+    nativeKernels: `C kernels (${k.compiler.replace(/ \(.*\)/, "")}, ${k.threads} OpenMP threads)`,
   };
 }
 
@@ -312,8 +347,10 @@ async function activate(
     const simd = await tf.env().getAsync("WASM_HAS_SIMD_SUPPORT");
     const threads = await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT");
     description = `wasm (${simd ? "SIMD" : "no SIMD"}, ${threads ? "threads" : "1 thread"})`;
-    blas = setUpBlas(options);
+    blas = await setUpBlas(options);
     if (blas.blas !== undefined) description += ` + matMul on ${blas.blas}`;
+    if (blas.nativeKernels !== undefined) description += ` + fused ops on ${blas.nativeKernels}`;
+    else if (blas.blas !== undefined) description += " + fused ops on JS kernels";
   } else if (name === "cpu") {
     description = "cpu (pure JS)";
   } else if (name === "tensorflow") {
@@ -404,6 +441,9 @@ export function describeBackend(info: BackendInfo): string {
     line += info.blasSkipped === undefined
       ? " [matMul: wasm's own, BLAS off]"
       : ` [matMul: wasm's own; no BLAS: ${info.blasSkipped}]`;
+  }
+  if (info.name === "wasm" && info.nativeKernelsSkipped !== undefined) {
+    line += ` [fused ops: JS kernels; ${info.nativeKernelsSkipped}]`;
   }
   if (info.requested === "auto") {
     line += " [auto";

@@ -133,7 +133,15 @@ function matMulInto(
   const cv = heapF32(backend, out, buffer);
   if (cv.length === 0) return { out, buffer };
   let beta = 0;
-  if (bias !== undefined) {
+  if (bias !== undefined && size(bias.shape) === n && bias.shape[bias.shape.length - 1] === n) {
+    // one bias row for every output row (the usual [N] bias): copy it, then double the
+    // filled part (a few large copies instead of one per row)
+    cv.set(heapF32(backend, bias, buffer), 0);
+    for (let filled = n; filled < cv.length; filled *= 2) {
+      cv.copyWithin(filled, 0, Math.min(filled, cv.length - filled));
+    }
+    beta = 1;
+  } else if (bias !== undefined) {
     const src = heapF32(backend, bias, buffer);
     const { offsets, scalarPerRow } = rowSource(bias.shape, outShape);
     for (let r = 0; r < offsets.length; r++) {

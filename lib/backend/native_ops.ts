@@ -5,6 +5,9 @@
  * `Identity` that shares the input's memory (as tfjs's cpu backend does) instead of
  * copying it.
  *
+ * Each kernel runs the C kernels of ./native_kernels.ts (OpenMP threads) when they are
+ * loaded, else a single-threaded JS loop computing the same values.
+ *
  * Models call {@linkcode nativeAttention} / {@linkcode nativeAttentionGrad} only when
  * {@linkcode nativeOpsActive} says so; elsewhere they use plain tfjs ops.
  *
@@ -13,6 +16,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { activeBlas } from "./blas_kernels.ts";
 import type { Blas } from "./blas.ts";
+import { activeNativeKernels, type NativeKernels } from "./native_kernels.ts";
 
 const ATTENTION = "SeitppBlasAttention";
 const ATTENTION_GRAD = "SeitppBlasAttentionGrad";
@@ -86,6 +90,11 @@ function attentionKernel(
   const o = view(backend, out, buffer);
   const p = view(backend, probs, buffer);
   const m = mask === undefined ? undefined : view(backend, mask, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    attentionNative(native, blas, { batch, seq, heads, scale }, c, x, o, p, m);
+    return [out, probs];
+  }
   const used = m === undefined ? undefined : scratchOf(n * n);
   for (let b = 0; b < batch; b++) {
     for (let h = 0; h < heads; h++) {
@@ -146,6 +155,207 @@ function attentionKernel(
   return [out, probs];
 }
 
+/**
+ * Scratch floats per chunk of attention blocks: 256K (1 MB, twice that in the backward), so
+ * that a chunk stays in cache between its BLAS calls and its C pass (measured: chunks of 1M
+ * or 4M floats were 10-40% slower on the bench shapes, one block per chunk about the same).
+ */
+let chunkFloats = 1 << 18;
+
+/**
+ * Set the chunk size of the C attention path (for tests: chunks of a few blocks).
+ *
+ * @param floats scratch floats per chunk, >= 1
+ * @returns the previous value
+ */
+export function setAttentionChunkFloats(floats: number): number {
+  const previous = chunkFloats;
+  chunkFloats = Math.max(1, Math.floor(floats));
+  return previous;
+}
+
+/** Attention blocks per C call: their scratch stays under {@linkcode chunkFloats}. */
+function blocksPerChunk(n: number, blocks: number): number {
+  return Math.max(1, Math.min(blocks, Math.floor(chunkFloats / Math.max(1, n * n))));
+}
+
+let chunkScratch = new Float32Array(0);
+function chunkScratchOf(n: number): Float32Array {
+  if (chunkScratch.length < n) chunkScratch = new Float32Array(n);
+  return chunkScratch.subarray(0, n);
+}
+
+/**
+ * Attention forward with the C kernels, in chunks of (batch, head) blocks: the chunk's
+ * scores (BLAS), one threaded C pass for their softmax (and `P * mask`), then the chunk's
+ * `P v` (BLAS). Few switches between the BLAS's threads and OpenMP's.
+ */
+function attentionNative(
+  k: NativeKernels,
+  blas: Blas,
+  { batch, seq: n, heads, scale }: AttentionAttrs,
+  c: number,
+  x: Float32Array,
+  o: Float32Array,
+  p: Float32Array,
+  m: Float32Array | undefined,
+): void {
+  const c3 = 3 * c;
+  const hd = c / heads;
+  const nn = n * n;
+  const blocks = batch * heads;
+  const chunk = blocksPerChunk(n, blocks);
+  const used = m === undefined ? undefined : chunkScratchOf(chunk * nn);
+  for (let first = 0; first < blocks; first += chunk) {
+    const last = Math.min(blocks, first + chunk);
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const row0 = b * n * c3 + (i % heads) * hd;
+      const pbh = p.subarray(i * nn, (i + 1) * nn);
+      blas.sgemm(
+        false,
+        true,
+        n,
+        n,
+        hd,
+        scale,
+        x.subarray(row0),
+        c3,
+        x.subarray(row0 + c),
+        c3,
+        0,
+        pbh,
+        n,
+      );
+    }
+    k.softmaxRows(
+      p.subarray(first * nn, last * nn),
+      m === undefined ? null : m.subarray(first * nn, last * nn),
+      used ?? null,
+      (last - first) * n,
+      n,
+    );
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const h = i % heads;
+      const row0 = b * n * c3 + h * hd;
+      const a = used === undefined
+        ? p.subarray(i * nn, (i + 1) * nn)
+        : used.subarray((i - first) * nn, (i - first + 1) * nn);
+      blas.sgemm(
+        false,
+        false,
+        n,
+        hd,
+        n,
+        1,
+        a,
+        n,
+        x.subarray(row0 + 2 * c),
+        c3,
+        0,
+        o.subarray(b * n * c + h * hd),
+        c,
+      );
+    }
+  }
+}
+
+/**
+ * Attention backward with the C kernels, in chunks of blocks: `dv` and `dP` (BLAS), one
+ * threaded C pass for the softmax backward with the dropout mask, then `dq` and `dk` (BLAS).
+ */
+function attentionGradNative(
+  k: NativeKernels,
+  blas: Blas,
+  { batch, seq: n, heads, scale }: AttentionAttrs,
+  c: number,
+  x: Float32Array,
+  dy: Float32Array,
+  p: Float32Array,
+  m: Float32Array | undefined,
+  dx: Float32Array,
+): void {
+  const c3 = 3 * c;
+  const hd = c / heads;
+  const nn = n * n;
+  const blocks = batch * heads;
+  const chunk = blocksPerChunk(n, blocks);
+  const work = chunkScratchOf((m === undefined ? 1 : 2) * chunk * nn);
+  const dS = work.subarray(0, chunk * nn);
+  const used = m === undefined ? undefined : work.subarray(chunk * nn);
+  for (let first = 0; first < blocks; first += chunk) {
+    const last = Math.min(blocks, first + chunk);
+    const pc = p.subarray(first * nn, last * nn);
+    const mc = m === undefined ? null : m.subarray(first * nn, last * nn);
+    if (mc !== null && used !== undefined) k.mul(pc, mc, used.subarray(0, (last - first) * nn));
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const h = i % heads;
+      const row0 = b * n * c3 + h * hd;
+      const j = i - first;
+      const a = used === undefined
+        ? p.subarray(i * nn, (i + 1) * nn)
+        : used.subarray(j * nn, (j + 1) * nn);
+      const dO = dy.subarray(b * n * c + h * hd);
+      blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
+      blas.sgemm(
+        false,
+        true,
+        n,
+        n,
+        hd,
+        1,
+        dO,
+        c,
+        x.subarray(row0 + 2 * c),
+        c3,
+        0,
+        dS.subarray(j * nn, (j + 1) * nn),
+        n,
+      );
+    }
+    k.softmaxRowsGrad(dS.subarray(0, (last - first) * nn), pc, mc, (last - first) * n, n);
+    for (let i = first; i < last; i++) {
+      const b = Math.floor(i / heads);
+      const h = i % heads;
+      const row0 = b * n * c3 + h * hd;
+      const j = i - first;
+      const dSb = dS.subarray(j * nn, (j + 1) * nn);
+      blas.sgemm(
+        false,
+        false,
+        n,
+        hd,
+        n,
+        scale,
+        dSb,
+        n,
+        x.subarray(row0 + c),
+        c3,
+        0,
+        dx.subarray(row0),
+        c3,
+      );
+      blas.sgemm(
+        true,
+        false,
+        n,
+        hd,
+        n,
+        scale,
+        dSb,
+        n,
+        x.subarray(row0),
+        c3,
+        0,
+        dx.subarray(row0 + c),
+        c3,
+      );
+    }
+  }
+}
+
 function attentionGradKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
 ): tf.TensorInfo {
@@ -167,6 +377,11 @@ function attentionGradKernel(
   const p = view(backend, probs, buffer);
   const dx = view(backend, dqkv, buffer);
   const m = mask === undefined ? undefined : view(backend, mask, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    attentionGradNative(native, blas, { batch, seq, heads, scale }, c, x, dy, p, m, dx);
+    return dqkv;
+  }
   const work = scratchOf(2 * n * n);
   const dS = work.subarray(0, n * n);
   const used = work.subarray(n * n);
@@ -246,6 +461,11 @@ function geluKernel(
   const x = view(backend, xT, buffer);
   const yv = view(backend, y, buffer);
   const dv = view(backend, d, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.gelu(x, yv, dv);
+    return [y, d];
+  }
   for (let i = 0; i < x.length; i++) {
     const v = x[i];
     const z = Math.abs(v) * Math.SQRT1_2;
@@ -278,6 +498,11 @@ function layerNormKernel(
   const yv = view(backend, y, buffer);
   const hv = view(backend, xhat, buffer);
   const rv = view(backend, rstd, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.layerNorm(x, g, bt, yv, hv, rv, rows, c, eps);
+    return [y, xhat, rstd];
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * c;
     let mean = 0;
@@ -315,6 +540,13 @@ function layerNormGradKernel(
   const rs = view(backend, args.inputs.rstd as tf.TensorInfo, buffer);
   const g = view(backend, args.inputs.gamma as tf.TensorInfo, buffer);
   const dxv = view(backend, dx, buffer);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    const dgv = view(backend, dg, buffer);
+    const dbv = view(backend, db, buffer);
+    native.layerNormGrad(dy, h, rs, g, dxv, dgv, dbv, rows, c);
+    return [dx, dg, db];
+  }
   const sg = new Float64Array(c);
   const sb = new Float64Array(c);
   for (let r = 0; r < rows; r++) {
@@ -349,6 +581,15 @@ function indices(backend: WasmBackendLike, t: tf.TensorInfo, buffer: ArrayBuffer
   return new Int32Array(buffer, data.memoryOffset, size(t.shape));
 }
 
+function checkTargets(t: Int32Array, k: number): void {
+  for (let r = 0; r < t.length; r++) {
+    const target = t[r];
+    if (!(target >= 0 && target < k)) {
+      throw new RangeError(`Cannot take class ${target} (row ${r}) of ${k} logits`);
+    }
+  }
+}
+
 /** Per-row softmax cross-entropy with label smoothing: `[loss [N], probs [N, K]]`. */
 function softmaxXentKernel(
   args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: unknown },
@@ -364,12 +605,15 @@ function softmaxXentKernel(
   const t = indices(backend, args.inputs.targets as tf.TensorInfo, buffer);
   const lv = view(backend, loss, buffer);
   const pv = view(backend, probs, buffer);
+  checkTargets(t, k);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.softmaxXent(x, t, lv, pv, rows, k, smoothing);
+    return [loss, probs];
+  }
   for (let r = 0; r < rows; r++) {
     const o = r * k;
     const target = t[r];
-    if (!(target >= 0 && target < k)) {
-      throw new RangeError(`Cannot take class ${target} (row ${r}) of ${k} logits`);
-    }
     let max = -Infinity;
     for (let j = 0; j < k; j++) if (x[o + j] > max) max = x[o + j];
     let sum = 0;
@@ -404,6 +648,12 @@ function softmaxXentGradKernel(
   const t = indices(backend, args.inputs.targets as tf.TensorInfo, buffer);
   const dy = view(backend, args.inputs.dy as tf.TensorInfo, buffer);
   const g = view(backend, grad, buffer);
+  checkTargets(t, k);
+  const native = activeNativeKernels();
+  if (native !== undefined) {
+    native.softmaxXentGrad(p, t, dy, g, rows, k, smoothing);
+    return grad;
+  }
   const off = smoothing / k;
   for (let r = 0; r < rows; r++) {
     const o = r * k;
