@@ -148,3 +148,27 @@ export function prefersSlicedMatMul(): boolean {
   const b = tf.getBackend();
   return b === "wasm" || b === "cpu";
 }
+
+/**
+ * A new float32 tensor whose values `fill` writes. On wasm, `fill` writes straight into
+ * the tensor's memory on the wasm heap (no host array, no upload copy); elsewhere into a
+ * host array that becomes the tensor.
+ *
+ * @param shape the tensor's shape
+ * @param fill writes all `size(shape)` values into the view it gets (it must not run tfjs ops)
+ * @returns the tensor, owned by the caller
+ */
+export function filledTensor(shape: number[], fill: (values: Float32Array) => void): tf.Tensor {
+  const n = sizeOf(shape);
+  if (tf.getBackend() !== "wasm") {
+    const values = new Float32Array(n);
+    fill(values);
+    return tf.tensor(values, shape, "float32");
+  }
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  const info = backend.makeOutput(shape, "float32");
+  // makeOutput may grow the heap: take the view after it.
+  const offset = backend.dataIdMap.get(info.dataId).memoryOffset;
+  fill(new Float32Array(backend.wasm.HEAPU8.buffer, offset, n));
+  return tf.engine().makeTensorFromTensorInfo(info);
+}

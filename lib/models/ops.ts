@@ -31,7 +31,12 @@ import {
   nativeSoftmaxCrossEntropy,
   nativeSoftmaxCrossEntropyGrad,
 } from "../backend/mod.ts";
-import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
+import {
+  filledTensor,
+  gatherRows as gatherRowsRaw,
+  prefersSlicedMatMul,
+  unstack0,
+} from "./_kernels.ts";
 
 type Save = (tensors: tf.Tensor[]) => void;
 // deno-lint-ignore no-explicit-any
@@ -454,17 +459,13 @@ function requireRng(rng: Rng | undefined, what: string): Rng {
  */
 export function dropoutMask(shape: number[], p: number, rng: Rng): tf.Tensor {
   if (!(p >= 0 && p < 1)) throw new RangeError(`Cannot use dropout probability ${p}`);
-  let n = 1;
-  for (const d of shape) n *= d;
-  const out = new Float32Array(n);
-  const keep = 1 / (1 - p);
-  const threshold = p * 4294967296;
-  for (let i = 0; i < n; i++) out[i] = rng.nextUint32() < threshold ? 0 : keep;
-  return tf.tensor(out, shape, "float32");
+  const keep = Math.fround(1 / (1 - p));
+  return filledTensor(shape, (out) => rng.fillThreshold(out, p * 4294967296, 0, keep));
 }
 
 /**
- * Inverted dropout (identity when `p` is 0).
+ * Inverted dropout (identity when `p` is 0). Its gradient multiplies by the same mask
+ * (tfjs's own gradient of `mul` would first cast the mask, a copy of its size).
  *
  * @param x any float32 tensor
  * @param p drop probability in [0, 1)
@@ -474,7 +475,17 @@ export function dropoutMask(shape: number[], p: number, rng: Rng): tf.Tensor {
 export function dropout<T extends tf.Tensor>(x: T, p: number, rng: Rng | undefined): T {
   if (p === 0) return tf.clone(x);
   const r = requireRng(rng, "dropout");
-  return tf.tidy(() => tf.mul(x, dropoutMask(x.shape, p, r))) as T;
+  const f = withGrad((x: tf.Tensor, save: Save) => {
+    const mask = dropoutMask(x.shape, p, r);
+    const value = tf.mul(x, mask);
+    save([mask]);
+    mask.dispose();
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]),
+    };
+  });
+  return f(x) as T;
 }
 
 /**

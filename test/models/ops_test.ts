@@ -9,6 +9,7 @@ import {
   attention,
   bceOneHotRows,
   bmm,
+  dropout,
   dropoutMask,
   gatherRows,
   gelu,
@@ -167,6 +168,32 @@ for (const backend of ["cpu", "wasm"] as const) {
       const zeros = m1.filter((v) => v === 0).length;
       assert.ok(zeros > 200 && zeros < 300, `${zeros} of 1000 dropped at p = 0.25`);
       assert.ok(m1.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6));
+      // The definition: element i dropped where the i-th 32-bit draw is below p * 2^32.
+      const r = new Rng(3);
+      const want = Float32Array.from(
+        { length: 1000 },
+        () => r.nextUint32() < 0.25 * 2 ** 32 ? 0 : 1 / 0.75,
+      );
+      assert.deepEqual(m1, want);
+    });
+    assert.equal(tf.memory().numTensors, before);
+  });
+}
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`dropout: the mask of dropoutMask on the same draws; its gradient is that mask (${backend})`, async () => {
+    await initBackend({ backend });
+    const before = tf.memory().numTensors;
+    tf.tidy(() => {
+      const x = rand([37, 11], 4);
+      const dy = rand([37, 11], 5);
+      const mask = dropoutMask([37, 11], 0.3, new Rng(9));
+      const f = (x: tf.Tensor) => dropout(x, 0.3, new Rng(9));
+      const { value, grad } = tf.valueAndGrad(f)(x, dy);
+      assert.deepEqual(value.dataSync(), tf.mul(x, mask).dataSync());
+      assert.deepEqual(grad.dataSync(), tf.mul(dy, mask).dataSync());
+      const dropped = mask.dataSync().filter((v) => v === 0).length;
+      assert.ok(dropped > 60 && dropped < 180, `${dropped} of 407 dropped at p = 0.3`);
     });
     assert.equal(tf.memory().numTensors, before);
   });
