@@ -35,6 +35,7 @@ import {
   filledTensor,
   gatherRows as gatherRowsRaw,
   prefersSlicedMatMul,
+  splitRows,
   unstack0,
 } from "./_kernels.ts";
 
@@ -544,6 +545,28 @@ export function gatherRows(x: tf.Tensor2D, indices: Int32Array | tf.Tensor1D): t
   const out = f(x);
   if (idx !== indices) idx.dispose();
   return out;
+}
+
+/**
+ * Rows of `a` then rows of `b` (`tf.concat([a, b], 0)`), with a gradient that copies the
+ * two row blocks of `dy` out directly (tfjs's gradient of concat slices, and wasm's
+ * `Slice` copies the whole of `dy` for each slice).
+ *
+ * @param a `[Na, C]`
+ * @param b `[Nb, C]`
+ * @returns `[Na + Nb, C]`, owned by the caller
+ * @throws {TypeError} when the column counts differ
+ */
+export function concatRows(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  if (a.rank !== 2 || b.rank !== 2 || a.shape[1] !== b.shape[1]) {
+    throw new TypeError(`Cannot concatenate the rows of [${a.shape}] and [${b.shape}]`);
+  }
+  const sizes = [a.shape[0], b.shape[0]];
+  const f = withGrad((a: tf.Tensor2D, b: tf.Tensor2D) => ({
+    value: tf.concat([a, b], 0),
+    gradFunc: (dy: tf.Tensor2D) => splitRows(dy, sizes),
+  })) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+  return f(a, b);
 }
 
 /**

@@ -9,6 +9,7 @@ import {
   attention,
   bceOneHotRows,
   bmm,
+  concatRows,
   dropout,
   dropoutMask,
   gatherRows,
@@ -195,6 +196,31 @@ for (const backend of ["cpu", "wasm"] as const) {
       const dropped = mask.dataSync().filter((v) => v === 0).length;
       assert.ok(dropped > 60 && dropped < 180, `${dropped} of 407 dropped at p = 0.3`);
     });
+    assert.equal(tf.memory().numTensors, before);
+  });
+}
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`concatRows: value and gradient of tf.concat on axis 0 (${backend})`, async () => {
+    await initBackend({ backend });
+    const before = tf.memory().numTensors;
+    const a = rand([7, 5], 11), b = rand([1, 5], 12);
+    const exact = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, g: typeof f) =>
+      tf.tidy(() => {
+        const w = rand([8, 5], 99);
+        const gf = tf.grads((x, y) => tf.sum(tf.mul(f(x, y), w)))([a, b]);
+        const gn = tf.grads((x, y) => tf.sum(tf.mul(g(x, y), w)))([a, b]);
+        assert.deepEqual(f(a, b).dataSync(), g(a, b).dataSync());
+        gf.forEach((t, i) => assert.deepEqual(t.dataSync(), gn[i].dataSync(), `gradient ${i}`));
+      });
+    exact(
+      (x, y) => concatRows(x as tf.Tensor2D, y as tf.Tensor2D),
+      (x, y) => tf.concat([x, y], 0),
+    );
+    tf.tidy(() =>
+      assert.throws(() => concatRows(a as tf.Tensor2D, rand([2, 4], 1) as tf.Tensor2D), TypeError)
+    );
+    tf.dispose([a, b]);
     assert.equal(tf.memory().numTensors, before);
   });
 }
