@@ -7,6 +7,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { activeWasm, heapView, ownBuffer } from "./_wasm_heap.ts";
 import {
   type MaskPlan,
   MtmModel,
@@ -195,9 +196,11 @@ export function packParams(model: ReplicableModel): Float32Array {
   let n = 0;
   for (const e of entries) n += e.variable.size;
   const out = new Float32Array(n);
+  const b = activeWasm();
   let o = 0;
   for (const e of entries) {
-    out.set(e.variable.dataSync() as Float32Array, o);
+    // On wasm straight from the heap (dataSync would copy first).
+    out.set((b === null ? null : heapView(b, e.variable)) ?? e.variable.dataSync(), o);
     o += e.variable.size;
   }
   return out;
@@ -216,12 +219,23 @@ export function unpackParams(model: ReplicableModel, flat: Float32Array): void {
   if (flat.length !== n) {
     throw new TypeError(`Cannot apply ${flat.length} parameter values: the replica has ${n}`);
   }
+  const b = activeWasm();
   let o = 0;
   for (const e of entries) {
-    const t = tf.tensor(flat.subarray(o, o + e.variable.size), e.variable.shape, "float32");
+    const values = flat.subarray(o, o + e.variable.size);
+    o += e.variable.size;
+    if (b !== null && e.variable.dtype === "float32") {
+      // On wasm in place on the heap (after a copy if the buffer is shared).
+      ownBuffer(b, e.variable);
+      const view = heapView(b, e.variable);
+      if (view !== null) {
+        view.set(values);
+        continue;
+      }
+    }
+    const t = tf.tensor(values, e.variable.shape, "float32");
     e.variable.assign(t);
     t.dispose();
-    o += e.variable.size;
   }
 }
 
@@ -245,11 +259,13 @@ export function packGrads(
     }
   });
   const data = new Float32Array(n);
+  const b = activeWasm();
   let o = 0;
   try {
     trainable.forEach((e, i) => {
       if (!present[i]) return;
-      data.set(grads.get(e.name)!.dataSync() as Float32Array, o);
+      const g = grads.get(e.name)!;
+      data.set((b === null ? null : heapView(b, g)) ?? g.dataSync() as Float32Array, o);
       o += e.variable.size;
     });
   } finally {

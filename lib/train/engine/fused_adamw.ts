@@ -18,14 +18,8 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs";
-
-/** The parts of tfjs-backend-wasm's `BackendWasm` the fused step uses. */
-interface WasmBackendLike {
-  wasm: { HEAPU8: Uint8Array };
-  dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
-  refCount(dataId: object): number;
-}
+import type * as tf from "@tensorflow/tfjs";
+import { activeWasm, heapView, ownBuffer } from "./_wasm_heap.ts";
 
 /** One parameter's share of a fused step (its step count `t` already incremented). */
 export interface FusedAdamWItem {
@@ -46,18 +40,6 @@ export interface FusedAdamWItem {
 }
 
 /**
- * @returns the wasm backend when it is the active backend, else `null`
- */
-function activeWasm(): WasmBackendLike | null {
-  if (tf.getBackend() !== "wasm") return null;
-  const b = tf.backend() as unknown as Partial<WasmBackendLike>;
-  return b.wasm?.HEAPU8 !== undefined && b.dataIdMap !== undefined &&
-      typeof b.refCount === "function"
-    ? b as WasmBackendLike
-    : null;
-}
-
-/**
  * Whether {@linkcode fusedAdamWStep} can run on these items: the active backend is wasm
  * and every tensor involved lives on it.
  *
@@ -69,18 +51,10 @@ export function canFuseAdamW(items: readonly FusedAdamWItem[]): boolean {
   if (b === null) return false;
   for (const it of items) {
     for (const t of [it.variable, it.m, it.v, it.grad]) {
-      if (t.dtype !== "float32" || b.dataIdMap.get(t.dataId) === undefined) return false;
+      if (heapView(b, t) === null) return false;
     }
   }
   return true;
-}
-
-/** Give `x` a buffer of its own when another tensor shares it (copy on write). */
-function ownBuffer(b: WasmBackendLike, x: tf.Variable): void {
-  if (b.refCount(x.dataId) <= 1) return;
-  const copy = tf.mul(x, 1);
-  x.assign(copy);
-  copy.dispose();
 }
 
 /**
@@ -105,13 +79,12 @@ export function fusedAdamWStep(
     ownBuffer(b, it.v);
   }
   // Views only after the copies above (an allocation may grow the heap and detach buffers).
-  const heap = b.wasm.HEAPU8.buffer;
   const view = (t: tf.Tensor): Float32Array => {
-    const d = b.dataIdMap.get(t.dataId);
-    if (d === undefined) {
+    const v = heapView(b, t);
+    if (v === null) {
       throw new TypeError(`Cannot run the fused AdamW step: a [${t.shape}] tensor is not on wasm`);
     }
-    return new Float32Array(heap, d.memoryOffset, t.size);
+    return v;
   };
   const fr = Math.fround;
   const [beta1, beta2] = betas;
