@@ -38,12 +38,6 @@ import {
   type ToWorker,
 } from "./_parallel_shard.ts";
 import type { MicroBatch, MicroBatchGradients } from "./loop.ts";
-import { activeWasm, heapView } from "./_wasm_heap.ts";
-
-/** `acc[i] += values[i]` in float32 (the store rounds the double sum, exactly). */
-function addInto(acc: Float32Array, values: Float32Array): void {
-  for (let i = 0; i < acc.length; i++) acc[i] += values[i];
-}
 
 /** Options of {@linkcode DataParallel.start}. */
 export interface DataParallelOptions {
@@ -343,7 +337,6 @@ export class DataParallel {
     let loss = (value.dataSync() as Float32Array)[0];
     value.dispose();
     const trainable = model.params.entries().filter((e) => e.trainable);
-    const heap = activeWasm();
     for (const r of results) {
       const g = (r as PromiseFulfilledResult<FromWorker>).value as GradsMessage;
       loss += g.loss;
@@ -354,15 +347,6 @@ export class DataParallel {
         const values = g.grads.subarray(o, o + size);
         o += size;
         const prev = grads.get(e.name);
-        // On wasm, add in place on the heap when the main shard's gradient has its buffer
-        // to itself: float32 `prev + t` element by element, as the Add kernel computes it.
-        const view = heap !== null && prev !== undefined && heap.refCount(prev.dataId) === 1
-          ? heapView(heap, prev)
-          : null;
-        if (view !== null) {
-          addInto(view, values);
-          return;
-        }
         const t = tf.tensor(values, e.variable.shape, "float32");
         if (prev === undefined) {
           grads.set(e.name, t);
