@@ -5,6 +5,8 @@ import { Fixture, SECTIONS } from "@lib/parity";
 import { Rng } from "@lib/random";
 import { AdamW, addWeightDecay, cosineLr } from "@lib/train";
 import { canFuseAdamW } from "../../lib/train/engine/fused_adamw.ts";
+import { activeWasm, heapMemory } from "../../lib/train/engine/_wasm_heap.ts";
+import { adamwSimd } from "../../lib/train/engine/_adamw_simd.ts";
 import { PARITY_DIR } from "../_support/fixtures.ts";
 
 // The fused step exists for wasm only; the BLAS is not involved (no matMul here).
@@ -164,4 +166,12 @@ Deno.test("adamw parity section passes on wasm with the fused step", async () =>
   }
   assert.deepEqual(results.filter((r) => !r.ok), []);
   assert.ok(results.filter((r) => r.quantity.startsWith("after_adamw:")).length > 80);
+});
+
+Deno.test("the wasm SIMD loop is available on this runtime, so the tests above run it", () => {
+  const b = activeWasm();
+  assert.ok(b !== null, "wasm is the backend");
+  const memory = heapMemory(b);
+  assert.ok(memory !== null, "tfjs-wasm exposes its memory");
+  assert.equal(typeof adamwSimd(memory), "function");
 });

@@ -8,7 +8,7 @@ import * as tf from "@tensorflow/tfjs";
 
 /** The parts of tfjs-backend-wasm's `BackendWasm` used here (pinned tfjs 4.22). */
 export interface WasmHeapBackend {
-  wasm: { HEAPU8: Uint8Array };
+  wasm: { HEAPU8: Uint8Array; asm?: { memory?: unknown } };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   refCount(dataId: object): number;
 }
@@ -35,6 +35,15 @@ export function heapView(b: WasmHeapBackend, t: tf.Tensor): Float32Array | null 
   if (t.dtype !== "float32") return null;
   const d = b.dataIdMap.get(t.dataId);
   return d === undefined ? null : new Float32Array(b.wasm.HEAPU8.buffer, d.memoryOffset, t.size);
+}
+
+/**
+ * @param b the active wasm backend
+ * @returns its `WebAssembly.Memory` (the heap), or `null` where the build does not expose it
+ */
+export function heapMemory(b: WasmHeapBackend): WebAssembly.Memory | null {
+  const m = b.wasm.asm?.memory;
+  return m instanceof WebAssembly.Memory ? m : null;
 }
 
 /**
