@@ -24,7 +24,7 @@ const SPLIT_ROWS = "SeitppSplitRows";
 
 /** The parts of tfjs-backend-wasm's BackendWasm these kernels use (pinned tfjs 4.22). */
 interface WasmBackendLike {
-  wasm: { HEAPU8: Uint8Array };
+  wasm: { HEAPU8: Uint8Array; asm?: { memory?: unknown } };
   dataIdMap: { get(dataId: unknown): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
 }
@@ -203,20 +203,28 @@ export function splitRows(x: tf.Tensor, sizes: readonly number[]): tf.Tensor[] {
  * host array that becomes the tensor.
  *
  * @param shape the tensor's shape
- * @param fill writes all `size(shape)` values into the view it gets (it must not run tfjs ops)
+ * @param fill writes all `size(shape)` values into the view it gets (it must not run tfjs
+ *   ops); on wasm it also gets the `WebAssembly.Memory` that the view is on, else `null`
  * @returns the tensor, owned by the caller
  */
-export function filledTensor(shape: number[], fill: (values: Float32Array) => void): tf.Tensor {
+export function filledTensor(
+  shape: number[],
+  fill: (values: Float32Array, memory: WebAssembly.Memory | null) => void,
+): tf.Tensor {
   const n = sizeOf(shape);
   if (tf.getBackend() !== "wasm") {
     const values = new Float32Array(n);
-    fill(values);
+    fill(values, null);
     return tf.tensor(values, shape, "float32");
   }
   const backend = tf.backend() as unknown as WasmBackendLike;
   const info = backend.makeOutput(shape, "float32");
   // makeOutput may grow the heap: take the view after it.
   const offset = backend.dataIdMap.get(info.dataId).memoryOffset;
-  fill(new Float32Array(backend.wasm.HEAPU8.buffer, offset, n));
+  const memory = backend.wasm.asm?.memory;
+  fill(
+    new Float32Array(backend.wasm.HEAPU8.buffer, offset, n),
+    memory instanceof WebAssembly.Memory ? memory : null,
+  );
   return tf.engine().makeTensorFromTensorInfo(info);
 }

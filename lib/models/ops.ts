@@ -38,6 +38,7 @@ import {
   splitRows,
   unstack0,
 } from "./_kernels.ts";
+import { fillThresholdWasm } from "./_mask_wasm.ts";
 
 type Save = (tensors: tf.Tensor[]) => void;
 // deno-lint-ignore no-explicit-any
@@ -461,7 +462,13 @@ function requireRng(rng: Rng | undefined, what: string): Rng {
 export function dropoutMask(shape: number[], p: number, rng: Rng): tf.Tensor {
   if (!(p >= 0 && p < 1)) throw new RangeError(`Cannot use dropout probability ${p}`);
   const keep = Math.fround(1 / (1 - p));
-  return filledTensor(shape, (out) => rng.fillThreshold(out, p * 4294967296, 0, keep));
+  const threshold = p * 4294967296;
+  return filledTensor(shape, (out, memory) => {
+    // The same draws either way: in wasm straight on the heap where it can run.
+    if (memory === null || !fillThresholdWasm(memory, out, rng, threshold, 0, keep)) {
+      rng.fillThreshold(out, threshold, 0, keep);
+    }
+  });
 }
 
 /**

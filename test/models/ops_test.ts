@@ -20,6 +20,8 @@ import {
   softmaxCrossEntropyRows,
 } from "@lib/models";
 import { Rng } from "@lib/random";
+import { filledTensor } from "../../lib/models/_kernels.ts";
+import { fillThresholdWasm } from "../../lib/models/_mask_wasm.ts";
 
 function rand(shape: number[], seed: number, scale = 1): tf.Tensor {
   const rng = new Rng(seed);
@@ -176,6 +178,10 @@ for (const backend of ["cpu", "wasm"] as const) {
         () => r.nextUint32() < 0.25 * 2 ** 32 ? 0 : 1 / 0.75,
       );
       assert.deepEqual(m1, want);
+      // ... and leaves the generator where those draws leave it.
+      const after = new Rng(3);
+      dropoutMask([1000], 0.25, after).dispose();
+      assert.deepEqual(after.getState(), r.getState());
     });
     assert.equal(tf.memory().numTensors, before);
   });
@@ -230,4 +236,24 @@ Deno.test("gatherRows refuses an out-of-range row on wasm", async () => {
   const x = tf.zeros([3, 2]) as tf.Tensor2D;
   assert.throws(() => gatherRows(x, new Int32Array([0, 3])), RangeError);
   x.dispose();
+});
+
+Deno.test("dropout masks on wasm are drawn in wasm: same values and generator state as the JS loop", async () => {
+  await initBackend({ backend: "wasm" });
+  const before = tf.memory().numTensors;
+  for (const [n, p] of [[1, 0.5], [4099, 0.1], [100_003, 0.9], [64, 0]] as const) {
+    const a = new Rng(n).fork("drop"), b = new Rng(n).fork("drop");
+    let usedWasm = false;
+    const t = filledTensor([n], (out, memory) => {
+      assert.ok(memory !== null, "wasm exposes its memory");
+      usedWasm = fillThresholdWasm(memory, out, a, p * 2 ** 32, 0, 1 / (1 - p));
+    });
+    assert.ok(usedWasm, `n ${n}: the wasm filler ran`);
+    const want = new Float32Array(n);
+    b.fillThreshold(want, p * 2 ** 32, 0, 1 / (1 - p));
+    assert.deepEqual(t.dataSync(), want, `n ${n}, p ${p}`);
+    assert.deepEqual(a.getState(), b.getState());
+    t.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before);
 });
