@@ -175,3 +175,41 @@ Deno.test("the wasm SIMD loop is available on this runtime, so the tests above r
   assert.ok(memory !== null, "tfjs-wasm exposes its memory");
   assert.equal(typeof adamwSimd(memory), "function");
 });
+
+Deno.test("fused AdamW: kernels that cache packed weights per tensor see the new values (matMul, conv2d)", () => {
+  // tfjs-wasm's XNNPACK matMul (BLAS off here) and Conv2D pack a weight once per tensor id;
+  // an update written into the old buffer would leave them computing with the old weights.
+  const before = tf.memory().numTensors;
+  const rng = new Rng(5);
+  const init = (shape: number[]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return Float32Array.from({ length: n }, () => rng.uniformIn(-1, 1));
+  };
+  const wData = init([6, 5]), kData = init([3, 3, 2, 4]);
+  const x = tf.tensor2d(init([4, 6]), [4, 6]);
+  const img = tf.tensor4d(init([1, 5, 5, 2]), [1, 5, 5, 2]);
+  const run = (fused: boolean) => {
+    const w = tf.tidy(() => tf.variable(tf.tensor2d(wData, [6, 5])));
+    const k = tf.tidy(() => tf.variable(tf.tensor4d(kData, [3, 3, 2, 4])));
+    const opt = new AdamW([{ name: "w", variable: w }, { name: "k", variable: k }], { fused });
+    const outs: Float32Array[] = [];
+    for (let s = 0; s < 3; s++) {
+      tf.tidy(() => {
+        outs.push(tf.matMul(x, w).dataSync() as Float32Array);
+        outs.push(tf.conv2d(img, k as tf.Tensor4D, 1, "same").dataSync() as Float32Array);
+        const gw = tf.onesLike(w), gk = tf.mul(tf.onesLike(k), s + 1);
+        opt.step(new Map([["w", gw], ["k", gk]]), 0.1);
+      });
+    }
+    opt.dispose();
+    tf.dispose([w, k]);
+    return outs;
+  };
+  const plain = run(false), fused = run(true);
+  // Steps changed the weights, so the outputs differ from step to step...
+  assert.notDeepEqual(plain[0], plain[2]);
+  // ... and the fused optimizer's forward passes see exactly the same weights.
+  fused.forEach((o, i) => assert.deepEqual(o, plain[i], `output ${i}`));
+  tf.dispose([x, img]);
+  assert.equal(tf.memory().numTensors, before);
+});

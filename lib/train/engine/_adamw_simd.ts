@@ -10,12 +10,17 @@
  * @module
  */
 
-/** `adamw(p, m, v, g, groups, decay, b1, 1-b1, b2, 1-b2, stepSize, sqrt(1-b2^t), eps)`. */
+/**
+ * `adamw(p, m, v, g, out, groups, decay, b1, 1-b1, b2, 1-b2, stepSize, sqrt(1-b2^t), eps)`:
+ * byte offsets of the parameter (read), its moments (updated in place), the gradient
+ * (read) and the new parameter values (written), then `groups` of four elements.
+ */
 export type AdamWSimd = (
   p: number,
   m: number,
   v: number,
   g: number,
+  out: number,
   groups: number,
   decay: number,
   b1: number,
@@ -59,18 +64,18 @@ const splat = simd(0x13);
 const [sqrt, add, sub, mul, div] = [0xe3, 0xe4, 0xe5, 0xe6, 0xe7].map(simd);
 const i32Add = [0x6a];
 
-// Parameters 0-4: p, m, v, g (byte offsets), groups of 4; 5-12: the float32 scalars.
-const P = 0, M = 1, V = 2, G = 3, N = 4;
-// Locals: 13 byte index, 14 end, 15-17 g/m/v lanes, 18-25 the scalars splatted.
-const I = 13, END = 14, GV = 15, MV = 16, VV = 17;
-const DECAY = 18, B1 = 19, OMB1 = 20, B2 = 21, OMB2 = 22, STEP = 23, BC2 = 24, EPS = 25;
+// Parameters 0-5: p, m, v, g, out (byte offsets), groups of 4; 6-13: the float32 scalars.
+const P = 0, M = 1, V = 2, G = 3, OUT = 4, N = 5;
+// Locals: 14 byte index, 15 end, 16-18 g/m/v lanes, 19-26 the scalars splatted.
+const I = 14, END = 15, GV = 16, MV = 17, VV = 18;
+const DECAY = 19, B1 = 20, OMB1 = 21, B2 = 22, OMB2 = 23, STEP = 24, BC2 = 25, EPS = 26;
 const at = (base: number) => [...get(base), ...get(I), ...i32Add];
 
 // deno-fmt-ignore
 const body: number[] = [
   ...leb(2), ...leb(2), I32, ...leb(11), V128, // locals: 2 x i32, 11 x v128
   // splat the eight scalars
-  ...[5, 6, 7, 8, 9, 10, 11, 12].flatMap((k) => [...get(k), ...splat, ...set(k + 13)]),
+  ...[6, 7, 8, 9, 10, 11, 12, 13].flatMap((k) => [...get(k), ...splat, ...set(k + 13)]),
   // end = groups * 16 bytes
   ...get(N), 0x41, 4, 0x74, ...set(END),
   0x02, 0x40, // block
@@ -85,8 +90,8 @@ const body: number[] = [
   ...add, ...set(VV),
   ...at(M), ...get(MV), ...store,
   ...at(V), ...get(VV), ...store,
-  // p = p*decay - (m*stepSize) / (sqrt(v)/sqrt(1-b2^t) + eps)
-  ...at(P),
+  // out = p*decay - (m*stepSize) / (sqrt(v)/sqrt(1-b2^t) + eps)
+  ...at(OUT),
   ...at(P), ...load, ...get(DECAY), ...mul,
   ...get(MV), ...get(STEP), ...mul,
   ...get(VV), ...sqrt, ...get(BC2), ...div, ...get(EPS), ...add,
@@ -102,7 +107,7 @@ const body: number[] = [
 // deno-fmt-ignore
 const MODULE = new Uint8Array([
   0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
-  ...section(1, [1, 0x60, 13, I32, I32, I32, I32, I32, ...Array(8).fill(F32), 0]), // type
+  ...section(1, [1, 0x60, 14, I32, I32, I32, I32, I32, I32, ...Array(8).fill(F32), 0]), // type
   ...section(2, [1, ...name("env"), ...name("memory"), 0x02, 0x00, 1]), // import memory
   ...section(3, [1, 0]), // function 0 has type 0
   ...section(7, [1, ...name("adamw"), 0x00, 0]), // export

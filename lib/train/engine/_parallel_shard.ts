@@ -7,7 +7,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { activeWasm, heapView, ownBuffer } from "./_wasm_heap.ts";
+import { activeWasm, heapView } from "./_wasm_heap.ts";
 import {
   type MaskPlan,
   MtmModel,
@@ -219,23 +219,14 @@ export function unpackParams(model: ReplicableModel, flat: Float32Array): void {
   if (flat.length !== n) {
     throw new TypeError(`Cannot apply ${flat.length} parameter values: the replica has ${n}`);
   }
-  const b = activeWasm();
   let o = 0;
   for (const e of entries) {
-    const values = flat.subarray(o, o + e.variable.size);
-    o += e.variable.size;
-    if (b !== null && e.variable.dtype === "float32") {
-      // On wasm in place on the heap (after a copy if the buffer is shared).
-      ownBuffer(b, e.variable);
-      const view = heapView(b, e.variable);
-      if (view !== null) {
-        view.set(values);
-        continue;
-      }
-    }
-    const t = tf.tensor(values, e.variable.shape, "float32");
+    // A new buffer (new tensor id), not a write in place: tfjs-wasm's XNNPACK kernels cache
+    // weights packed per tensor id.
+    const t = tf.tensor(flat.subarray(o, o + e.variable.size), e.variable.shape, "float32");
     e.variable.assign(t);
     t.dispose();
+    o += e.variable.size;
   }
 }
 

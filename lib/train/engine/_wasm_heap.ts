@@ -11,6 +11,7 @@ export interface WasmHeapBackend {
   wasm: { HEAPU8: Uint8Array; asm?: { memory?: unknown } };
   dataIdMap: { get(dataId: object): { memoryOffset: number } | undefined };
   refCount(dataId: object): number;
+  makeOutput(shape: number[], dtype: "float32"): tf.TensorInfo;
 }
 
 /** @returns the wasm backend when it is the active backend, else `null` */
@@ -28,13 +29,16 @@ export function activeWasm(): WasmHeapBackend | null {
  * allocation (which may grow the heap and detach the buffer): take views after allocating.
  *
  * @param b the active wasm backend
- * @param t a tensor
+ * @param t a tensor (or a kernel's tensor info)
  * @returns the view, or `null` when `t` is not a float32 tensor on that backend
  */
-export function heapView(b: WasmHeapBackend, t: tf.Tensor): Float32Array | null {
+export function heapView(b: WasmHeapBackend, t: tf.TensorInfo): Float32Array | null {
   if (t.dtype !== "float32") return null;
   const d = b.dataIdMap.get(t.dataId);
-  return d === undefined ? null : new Float32Array(b.wasm.HEAPU8.buffer, d.memoryOffset, t.size);
+  if (d === undefined) return null;
+  let n = 1;
+  for (const s of t.shape) n *= s;
+  return new Float32Array(b.wasm.HEAPU8.buffer, d.memoryOffset, n);
 }
 
 /**

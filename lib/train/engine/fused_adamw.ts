@@ -1,12 +1,15 @@
 /**
- * One AdamW step over all parameters in one pass, in place on the wasm backend's heap.
+ * One AdamW step over all parameters in one pass, on the wasm backend's heap.
  *
  * The tensor path of {@linkcode AdamW} runs about 14 small kernels per parameter (multiply,
  * add, sqrt, divide, subtract, assign), each with its own dispatch, output allocation and
  * free: on a model of ~80 parameter tensors that is ~1000 kernels per step. Here each
  * parameter, its two moments and its gradient are read as `Float32Array` views of the wasm
- * memory and updated element by element in one loop, writing the parameter and the moments
- * in place.
+ * memory and updated element by element in one loop: the moments in place, the new
+ * parameter values into a fresh buffer that the variable is then assigned. (Writing the
+ * parameter in place would be wrong: tfjs-wasm's XNNPACK kernels, e.g. Conv2D and the
+ * plain-wasm matMul, cache weights packed per tensor id, and would keep using the old
+ * values; a new buffer has a new id, exactly as after the tensor path's `assign`.)
  *
  * The loop runs in wasm SIMD (./_adamw_simd.ts, four lanes at a time, on the backend's own
  * memory) where the runtime has it, in JS otherwise and for the last `n % 4` elements.
@@ -15,12 +18,12 @@
  * path's on wasm (float32 `+ - * /` and `sqrt` are correctly rounded, and a double result
  * rounded to float32 is the correctly rounded float32 result for these operations).
  *
- * A buffer shared with another tensor (a `tf.clone` or the tensor a variable was made from)
- * is copied first, so that writing in place changes only the optimizer's variables.
+ * A moment buffer shared with another tensor is copied first, so that writing in place
+ * changes only the optimizer's own state.
  *
  * @module
  */
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 import { activeWasm, heapMemory, heapView, ownBuffer } from "./_wasm_heap.ts";
 import { adamwSimd } from "./_adamw_simd.ts";
 
@@ -77,12 +80,12 @@ export function fusedAdamWStep(
   const b = activeWasm();
   if (b === null) throw new TypeError("Cannot run the fused AdamW step: wasm is not the backend");
   for (const it of items) {
-    ownBuffer(b, it.variable);
     ownBuffer(b, it.m);
     ownBuffer(b, it.v);
   }
-  // Views only after the copies above (an allocation may grow the heap and detach buffers).
-  const view = (t: tf.Tensor): Float32Array => {
+  const outs = items.map((it) => b.makeOutput([...it.variable.shape], "float32"));
+  // Views only after all allocations (an allocation may grow the heap and detach buffers).
+  const view = (t: tf.TensorInfo): Float32Array => {
     const v = heapView(b, t);
     if (v === null) {
       throw new TypeError(`Cannot run the fused AdamW step: a [${t.shape}] tensor is not on wasm`);
@@ -96,8 +99,9 @@ export function fusedAdamWStep(
   const e = fr(eps);
   const memory = heapMemory(b);
   const simd = memory === null ? null : adamwSimd(memory);
-  for (const it of items) {
+  items.forEach((it, k) => {
     let p = view(it.variable), m = view(it.m), v = view(it.v), g = view(it.grad);
+    let out = view(outs[k]);
     const decay = fr(1 - it.lr * it.weightDecay);
     const stepSize = fr(it.lr / (1 - beta1 ** it.t));
     const bc2Sqrt = fr(Math.sqrt(1 - beta2 ** it.t));
@@ -109,6 +113,7 @@ export function fusedAdamWStep(
         m.byteOffset,
         v.byteOffset,
         g.byteOffset,
+        out.byteOffset,
         groups,
         decay,
         b1,
@@ -120,10 +125,15 @@ export function fusedAdamWStep(
         e,
       );
       const done = groups * 4;
-      [p, m, v, g] = [p, m, v, g].map((a) => a.subarray(done));
+      [p, m, v, g, out] = [p, m, v, g, out].map((a) => a.subarray(done));
     }
-    updateArrays(p, m, v, g, decay, b1, omb1, b2, omb2, stepSize, bc2Sqrt, e);
-  }
+    updateArrays(p, m, v, g, out, decay, b1, omb1, b2, omb2, stepSize, bc2Sqrt, e);
+  });
+  items.forEach((it, k) => {
+    const t = tf.engine().makeTensorFromTensorInfo(outs[k]);
+    it.variable.assign(t);
+    t.dispose();
+  });
 }
 
 /** The element loop, on its own so that V8 optimizes it once for all parameters. */
@@ -132,6 +142,7 @@ function updateArrays(
   m: Float32Array,
   v: Float32Array,
   g: Float32Array,
+  out: Float32Array,
   decay: number,
   b1: number,
   omb1: number,
@@ -149,7 +160,7 @@ function updateArrays(
     const mi = fr(fr(m[i] * b1) + fr(gi * omb1));
     const vi = fr(fr(v[i] * b2) + fr(fr(gi * omb2) * gi));
     const denom = fr(fr(fr(Math.sqrt(vi)) / bc2Sqrt) + eps);
-    p[i] = pd - fr(fr(mi * stepSize) / denom);
+    out[i] = pd - fr(fr(mi * stepSize) / denom);
     m[i] = mi;
     v[i] = vi;
   }
