@@ -20,10 +20,11 @@ import * as tf from "@tensorflow/tfjs";
 
 const UNSTACK = "SeitppUnstack0";
 const GATHER_ROWS = "SeitppGatherRows";
+const SPLIT_ROWS = "SeitppSplitRows";
 
 /** The parts of tfjs-backend-wasm's BackendWasm these kernels use (pinned tfjs 4.22). */
 interface WasmBackendLike {
-  wasm: { HEAPU8: Uint8Array };
+  wasm: { HEAPU8: Uint8Array; asm?: { memory?: unknown } };
   dataIdMap: { get(dataId: unknown): { memoryOffset: number } };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
 }
@@ -85,6 +86,29 @@ function gatherRowsKernel(
   return out;
 }
 
+function splitRowsKernel(
+  args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs: tf.NamedAttrMap },
+): tf.TensorInfo[] {
+  const x = args.inputs.x as tf.TensorInfo;
+  const sizes = args.attrs.sizes as number[];
+  const backend = args.backend as WasmBackendLike;
+  const inner = x.shape.slice(1);
+  const rowBytes = sizeOf(inner) * elementBytes(x.dtype);
+  const outs: tf.TensorInfo[] = [];
+  let row = 0;
+  for (const n of sizes) {
+    const out = backend.makeOutput([n, ...inner], x.dtype);
+    // makeOutput may grow the heap: take fresh views after it.
+    const heap = backend.wasm.HEAPU8;
+    const src = backend.dataIdMap.get(x.dataId).memoryOffset + row * rowBytes;
+    const dst = backend.dataIdMap.get(out.dataId).memoryOffset;
+    heap.copyWithin(dst, src, src + n * rowBytes);
+    outs.push(out);
+    row += n;
+  }
+  return outs;
+}
+
 let registered = false;
 
 function useWasmKernels(): boolean {
@@ -94,6 +118,7 @@ function useWasmKernels(): boolean {
       const [kernelName, kernelFunc] of [
         [UNSTACK, unstackKernel],
         [GATHER_ROWS, gatherRowsKernel],
+        [SPLIT_ROWS, splitRowsKernel],
       ] as const
     ) {
       if (tf.getKernel(kernelName, "wasm") === undefined) {
@@ -147,4 +172,59 @@ export function gatherRows(x: tf.Tensor, indices: tf.Tensor1D): tf.Tensor {
 export function prefersSlicedMatMul(): boolean {
   const b = tf.getBackend();
   return b === "wasm" || b === "cpu";
+}
+
+/**
+ * Split a tensor along axis 0 into consecutive blocks of rows (like
+ * `tf.split(x, sizes, 0)`; tfjs-wasm's `Slice` copies the whole input for every block).
+ *
+ * @param x any float32/int32 tensor of rank >= 1
+ * @param sizes rows per block, summing to `x.shape[0]`
+ * @returns one new tensor per block, owned by the caller (no gradient is recorded on wasm:
+ *   use inside `tf.customGrad`)
+ * @throws {RangeError} when the sizes do not sum to `x.shape[0]`
+ */
+export function splitRows(x: tf.Tensor, sizes: readonly number[]): tf.Tensor[] {
+  if (
+    sizes.some((n) => !(Number.isInteger(n) && n >= 0)) ||
+    sizes.reduce((a, b) => a + b, 0) !== x.shape[0]
+  ) {
+    throw new RangeError(`Cannot split ${x.shape[0]} rows into blocks of [${sizes}]`);
+  }
+  if (useWasmKernels()) {
+    return tf.engine().runKernel(SPLIT_ROWS, { x }, { sizes: [...sizes] }) as tf.Tensor[];
+  }
+  return tf.split(x, [...sizes], 0);
+}
+
+/**
+ * A new float32 tensor whose values `fill` writes. On wasm, `fill` writes straight into
+ * the tensor's memory on the wasm heap (no host array, no upload copy); elsewhere into a
+ * host array that becomes the tensor.
+ *
+ * @param shape the tensor's shape
+ * @param fill writes all `size(shape)` values into the view it gets (it must not run tfjs
+ *   ops); on wasm it also gets the `WebAssembly.Memory` that the view is on, else `null`
+ * @returns the tensor, owned by the caller
+ */
+export function filledTensor(
+  shape: number[],
+  fill: (values: Float32Array, memory: WebAssembly.Memory | null) => void,
+): tf.Tensor {
+  const n = sizeOf(shape);
+  if (tf.getBackend() !== "wasm") {
+    const values = new Float32Array(n);
+    fill(values, null);
+    return tf.tensor(values, shape, "float32");
+  }
+  const backend = tf.backend() as unknown as WasmBackendLike;
+  const info = backend.makeOutput(shape, "float32");
+  // makeOutput may grow the heap: take the view after it.
+  const offset = backend.dataIdMap.get(info.dataId).memoryOffset;
+  const memory = backend.wasm.asm?.memory;
+  fill(
+    new Float32Array(backend.wasm.HEAPU8.buffer, offset, n),
+    memory instanceof WebAssembly.Memory ? memory : null,
+  );
+  return tf.engine().makeTensorFromTensorInfo(info);
 }

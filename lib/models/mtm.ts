@@ -30,6 +30,7 @@ import { check, EPS, type FieldRule, POS_INT, PROB, resolveFields } from "./_con
 import { sincos2d } from "./init.ts";
 import {
   bceOneHotRows,
+  concatRows,
   gatherRows,
   gelu,
   layerNorm,
@@ -575,7 +576,7 @@ export class MtmModel {
           idx[b * (1 + kept) + 1 + j] = b * l + plan.kept[b * kept + j];
         }
       }
-      let x = gatherRows(tf.concat([withPos, cls], 0) as tf.Tensor2D, idx);
+      let x = gatherRows(concatRows(withPos as tf.Tensor2D, cls as tf.Tensor2D), idx);
       rec?.("act_encoder_input", tf.reshape(x, [batch, 1 + kept, c.embedDim]));
       for (let i = 0; i < c.depth; i++) {
         x = blockForward(p, `blocks.${i}`, this.#enc, x, batch, {

@@ -31,7 +31,14 @@ import {
   nativeSoftmaxCrossEntropy,
   nativeSoftmaxCrossEntropyGrad,
 } from "../backend/mod.ts";
-import { gatherRows as gatherRowsRaw, prefersSlicedMatMul, unstack0 } from "./_kernels.ts";
+import {
+  filledTensor,
+  gatherRows as gatherRowsRaw,
+  prefersSlicedMatMul,
+  splitRows,
+  unstack0,
+} from "./_kernels.ts";
+import { fillThresholdWasm } from "./_mask_wasm.ts";
 
 type Save = (tensors: tf.Tensor[]) => void;
 // deno-lint-ignore no-explicit-any
@@ -454,17 +461,19 @@ function requireRng(rng: Rng | undefined, what: string): Rng {
  */
 export function dropoutMask(shape: number[], p: number, rng: Rng): tf.Tensor {
   if (!(p >= 0 && p < 1)) throw new RangeError(`Cannot use dropout probability ${p}`);
-  let n = 1;
-  for (const d of shape) n *= d;
-  const out = new Float32Array(n);
-  const keep = 1 / (1 - p);
+  const keep = Math.fround(1 / (1 - p));
   const threshold = p * 4294967296;
-  for (let i = 0; i < n; i++) out[i] = rng.nextUint32() < threshold ? 0 : keep;
-  return tf.tensor(out, shape, "float32");
+  return filledTensor(shape, (out, memory) => {
+    // The same draws either way: in wasm straight on the heap where it can run.
+    if (memory === null || !fillThresholdWasm(memory, out, rng, threshold, 0, keep)) {
+      rng.fillThreshold(out, threshold, 0, keep);
+    }
+  });
 }
 
 /**
- * Inverted dropout (identity when `p` is 0).
+ * Inverted dropout (identity when `p` is 0). Its gradient multiplies by the same mask
+ * (tfjs's own gradient of `mul` would first cast the mask, a copy of its size).
  *
  * @param x any float32 tensor
  * @param p drop probability in [0, 1)
@@ -474,7 +483,17 @@ export function dropoutMask(shape: number[], p: number, rng: Rng): tf.Tensor {
 export function dropout<T extends tf.Tensor>(x: T, p: number, rng: Rng | undefined): T {
   if (p === 0) return tf.clone(x);
   const r = requireRng(rng, "dropout");
-  return tf.tidy(() => tf.mul(x, dropoutMask(x.shape, p, r))) as T;
+  const f = withGrad((x: tf.Tensor, save: Save) => {
+    const mask = dropoutMask(x.shape, p, r);
+    const value = tf.mul(x, mask);
+    save([mask]);
+    mask.dispose();
+    return {
+      value,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.mul(dy, saved[0]),
+    };
+  });
+  return f(x) as T;
 }
 
 /**
@@ -533,6 +552,28 @@ export function gatherRows(x: tf.Tensor2D, indices: Int32Array | tf.Tensor1D): t
   const out = f(x);
   if (idx !== indices) idx.dispose();
   return out;
+}
+
+/**
+ * Rows of `a` then rows of `b` (`tf.concat([a, b], 0)`), with a gradient that copies the
+ * two row blocks of `dy` out directly (tfjs's gradient of concat slices, and wasm's
+ * `Slice` copies the whole of `dy` for each slice).
+ *
+ * @param a `[Na, C]`
+ * @param b `[Nb, C]`
+ * @returns `[Na + Nb, C]`, owned by the caller
+ * @throws {TypeError} when the column counts differ
+ */
+export function concatRows(a: tf.Tensor2D, b: tf.Tensor2D): tf.Tensor2D {
+  if (a.rank !== 2 || b.rank !== 2 || a.shape[1] !== b.shape[1]) {
+    throw new TypeError(`Cannot concatenate the rows of [${a.shape}] and [${b.shape}]`);
+  }
+  const sizes = [a.shape[0], b.shape[0]];
+  const f = withGrad((a: tf.Tensor2D, b: tf.Tensor2D) => ({
+    value: tf.concat([a, b], 0),
+    gradFunc: (dy: tf.Tensor2D) => splitRows(dy, sizes),
+  })) as unknown as (a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+  return f(a, b);
 }
 
 /**

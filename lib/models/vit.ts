@@ -9,7 +9,16 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "../random/mod.ts";
-import { attention, dropout, dropPath, gatherRows, gelu, layerNorm, linear } from "./ops.ts";
+import {
+  attention,
+  concatRows,
+  dropout,
+  dropPath,
+  gatherRows,
+  gelu,
+  layerNorm,
+  linear,
+} from "./ops.ts";
 import type { ParamStore } from "./params.ts";
 import { normal, truncNormal, xavierUniform } from "./init.ts";
 
@@ -299,7 +308,7 @@ export function encoderFeatures(
     for (let i = 0; i < l; i++) idx[b * (1 + l) + 1 + i] = b * l + i;
   }
   const withCls = gatherRows(
-    tf.concat([patches, tf.reshape(store.get("cls_token"), [1, dim])], 0) as tf.Tensor2D,
+    concatRows(patches, tf.reshape(store.get("cls_token"), [1, dim])),
     idx,
   );
   let x = tf.reshape(

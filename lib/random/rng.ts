@@ -120,6 +120,48 @@ export class Rng {
     return result;
   }
 
+  /**
+   * Fill `out` element by element: `below` where the next 32-bit draw is `< threshold`,
+   * else `above`. One draw per element: the same draws, in the same order, as calling
+   * {@linkcode Rng.nextUint32} `out.length` times (this is its fast path for masks: the
+   * state stays in local variables for the whole loop).
+   *
+   * @param out the array to fill (its length is the number of draws)
+   * @param threshold compared with each unsigned 32-bit draw
+   * @param below the value where the draw is below the threshold
+   * @param above the value elsewhere
+   *
+   * @example
+   * ```ts
+   * import { Rng } from "@lib/random";
+   * const a = new Rng(3), b = new Rng(3);
+   * const out = new Float32Array(4);
+   * a.fillThreshold(out, 2 ** 31, 0, 1);
+   * console.assert(out.every((x) => x === (b.nextUint32() < 2 ** 31 ? 0 : 1)));
+   * ```
+   */
+  fillThreshold(out: Float32Array, threshold: number, below: number, above: number): void {
+    const st = this.#s;
+    let s0 = st[0] | 0, s1 = st[1] | 0, s2 = st[2] | 0, s3 = st[3] | 0;
+    const n = out.length;
+    for (let i = 0; i < n; i++) {
+      const x = Math.imul(s1, 5);
+      const result = Math.imul((x << 7) | (x >>> 25), 9) >>> 0;
+      const t = s1 << 9;
+      s2 ^= s0;
+      s3 ^= s1;
+      s1 ^= s2;
+      s0 ^= s3;
+      s2 ^= t;
+      s3 = (s3 << 11) | (s3 >>> 21);
+      out[i] = result < threshold ? below : above;
+    }
+    st[0] = s0;
+    st[1] = s1;
+    st[2] = s2;
+    st[3] = s3;
+  }
+
   /** @returns a uniform double in [0, 1) with 53 random bits */
   uniform(): number {
     const hi = this.nextUint32() >>> 5; // 27 bits

@@ -9,6 +9,8 @@ import {
   attention,
   bceOneHotRows,
   bmm,
+  concatRows,
+  dropout,
   dropoutMask,
   gatherRows,
   gelu,
@@ -18,6 +20,8 @@ import {
   softmaxCrossEntropyRows,
 } from "@lib/models";
 import { Rng } from "@lib/random";
+import { filledTensor } from "../../lib/models/_kernels.ts";
+import { fillThresholdWasm } from "../../lib/models/_mask_wasm.ts";
 
 function rand(shape: number[], seed: number, scale = 1): tf.Tensor {
   const rng = new Rng(seed);
@@ -167,7 +171,62 @@ for (const backend of ["cpu", "wasm"] as const) {
       const zeros = m1.filter((v) => v === 0).length;
       assert.ok(zeros > 200 && zeros < 300, `${zeros} of 1000 dropped at p = 0.25`);
       assert.ok(m1.every((v) => v === 0 || Math.abs(v - 1 / 0.75) < 1e-6));
+      // The definition: element i dropped where the i-th 32-bit draw is below p * 2^32.
+      const r = new Rng(3);
+      const want = Float32Array.from(
+        { length: 1000 },
+        () => r.nextUint32() < 0.25 * 2 ** 32 ? 0 : 1 / 0.75,
+      );
+      assert.deepEqual(m1, want);
+      // ... and leaves the generator where those draws leave it.
+      const after = new Rng(3);
+      dropoutMask([1000], 0.25, after).dispose();
+      assert.deepEqual(after.getState(), r.getState());
     });
+    assert.equal(tf.memory().numTensors, before);
+  });
+}
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`dropout: the mask of dropoutMask on the same draws; its gradient is that mask (${backend})`, async () => {
+    await initBackend({ backend });
+    const before = tf.memory().numTensors;
+    tf.tidy(() => {
+      const x = rand([37, 11], 4);
+      const dy = rand([37, 11], 5);
+      const mask = dropoutMask([37, 11], 0.3, new Rng(9));
+      const f = (x: tf.Tensor) => dropout(x, 0.3, new Rng(9));
+      const { value, grad } = tf.valueAndGrad(f)(x, dy);
+      assert.deepEqual(value.dataSync(), tf.mul(x, mask).dataSync());
+      assert.deepEqual(grad.dataSync(), tf.mul(dy, mask).dataSync());
+      const dropped = mask.dataSync().filter((v) => v === 0).length;
+      assert.ok(dropped > 60 && dropped < 180, `${dropped} of 407 dropped at p = 0.3`);
+    });
+    assert.equal(tf.memory().numTensors, before);
+  });
+}
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`concatRows: value and gradient of tf.concat on axis 0 (${backend})`, async () => {
+    await initBackend({ backend });
+    const before = tf.memory().numTensors;
+    const a = rand([7, 5], 11), b = rand([1, 5], 12);
+    const exact = (f: (a: tf.Tensor, b: tf.Tensor) => tf.Tensor, g: typeof f) =>
+      tf.tidy(() => {
+        const w = rand([8, 5], 99);
+        const gf = tf.grads((x, y) => tf.sum(tf.mul(f(x, y), w)))([a, b]);
+        const gn = tf.grads((x, y) => tf.sum(tf.mul(g(x, y), w)))([a, b]);
+        assert.deepEqual(f(a, b).dataSync(), g(a, b).dataSync());
+        gf.forEach((t, i) => assert.deepEqual(t.dataSync(), gn[i].dataSync(), `gradient ${i}`));
+      });
+    exact(
+      (x, y) => concatRows(x as tf.Tensor2D, y as tf.Tensor2D),
+      (x, y) => tf.concat([x, y], 0),
+    );
+    tf.tidy(() =>
+      assert.throws(() => concatRows(a as tf.Tensor2D, rand([2, 4], 1) as tf.Tensor2D), TypeError)
+    );
+    tf.dispose([a, b]);
     assert.equal(tf.memory().numTensors, before);
   });
 }
@@ -177,4 +236,24 @@ Deno.test("gatherRows refuses an out-of-range row on wasm", async () => {
   const x = tf.zeros([3, 2]) as tf.Tensor2D;
   assert.throws(() => gatherRows(x, new Int32Array([0, 3])), RangeError);
   x.dispose();
+});
+
+Deno.test("dropout masks on wasm are drawn in wasm: same values and generator state as the JS loop", async () => {
+  await initBackend({ backend: "wasm" });
+  const before = tf.memory().numTensors;
+  for (const [n, p] of [[1, 0.5], [4099, 0.1], [100_003, 0.9], [64, 0]] as const) {
+    const a = new Rng(n).fork("drop"), b = new Rng(n).fork("drop");
+    let usedWasm = false;
+    const t = filledTensor([n], (out, memory) => {
+      assert.ok(memory !== null, "wasm exposes its memory");
+      usedWasm = fillThresholdWasm(memory, out, a, p * 2 ** 32, 0, 1 / (1 - p));
+    });
+    assert.ok(usedWasm, `n ${n}: the wasm filler ran`);
+    const want = new Float32Array(n);
+    b.fillThreshold(want, p * 2 ** 32, 0, 1 / (1 - p));
+    assert.deepEqual(t.dataSync(), want, `n ${n}, p ${p}`);
+    assert.deepEqual(a.getState(), b.getState());
+    t.dispose();
+  }
+  assert.equal(tf.memory().numTensors, before);
 });

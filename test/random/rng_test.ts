@@ -66,3 +66,16 @@ Deno.test("bad seeds and states are refused", () => {
   assert.throws(() => new Rng([0, 0, 0, 0]), TypeError);
   assert.throws(() => new Rng(1).int(5, 5), RangeError);
 });
+
+Deno.test("fillThreshold makes the same draws as nextUint32, in order, and leaves the same state", () => {
+  for (const seed of [0, 1, 0xdeadbeef, -7]) {
+    const a = new Rng(seed).fork("x"), b = new Rng(seed).fork("x");
+    for (const [n, threshold] of [[1, 2 ** 31], [1000, 0.1 * 2 ** 32], [4097, 2 ** 32], [5, 0]]) {
+      const out = new Float32Array(n);
+      a.fillThreshold(out, threshold, -1.5, 2.25);
+      const want = Float32Array.from({ length: n }, () => b.nextUint32() < threshold ? -1.5 : 2.25);
+      assert.deepEqual(out, want, `seed ${seed}, n ${n}`);
+      assert.deepEqual(a.getState(), b.getState());
+    }
+  }
+});

@@ -7,6 +7,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { activeWasm, heapView } from "./_wasm_heap.ts";
 import {
   type MaskPlan,
   MtmModel,
@@ -195,9 +196,11 @@ export function packParams(model: ReplicableModel): Float32Array {
   let n = 0;
   for (const e of entries) n += e.variable.size;
   const out = new Float32Array(n);
+  const b = activeWasm();
   let o = 0;
   for (const e of entries) {
-    out.set(e.variable.dataSync() as Float32Array, o);
+    // On wasm straight from the heap (dataSync would copy first).
+    out.set((b === null ? null : heapView(b, e.variable)) ?? e.variable.dataSync(), o);
     o += e.variable.size;
   }
   return out;
@@ -218,6 +221,8 @@ export function unpackParams(model: ReplicableModel, flat: Float32Array): void {
   }
   let o = 0;
   for (const e of entries) {
+    // A new buffer (new tensor id), not a write in place: tfjs-wasm's XNNPACK kernels cache
+    // weights packed per tensor id.
     const t = tf.tensor(flat.subarray(o, o + e.variable.size), e.variable.shape, "float32");
     e.variable.assign(t);
     t.dispose();
@@ -245,11 +250,13 @@ export function packGrads(
     }
   });
   const data = new Float32Array(n);
+  const b = activeWasm();
   let o = 0;
   try {
     trainable.forEach((e, i) => {
       if (!present[i]) return;
-      data.set(grads.get(e.name)!.dataSync() as Float32Array, o);
+      const g = grads.get(e.name)!;
+      data.set((b === null ? null : heapView(b, g)) ?? g.dataSync() as Float32Array, o);
       o += e.variable.size;
     });
   } finally {

@@ -16,6 +16,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { HostTensor } from "../../io/mod.ts";
+import { canFuseAdamW, type FusedAdamWItem, fusedAdamWStep } from "./fused_adamw.ts";
 
 /** One parameter handed to {@linkcode AdamW}. */
 export interface OptimizerParam {
@@ -35,6 +36,12 @@ export interface AdamWOptions {
   betas?: [number, number];
   /** Added to the denominator. @default {1e-8} */
   eps?: number;
+  /**
+   * On the wasm backend, update all parameters in one pass in place on the wasm heap
+   * (./fused_adamw.ts; bit for bit the tensor path's result). `false` always runs the
+   * per-parameter tensor ops; other backends always do. @default {true}
+   */
+  fused?: boolean;
 }
 
 /** The JSON half of an {@linkcode AdamW} state (the moments are tensors). */
@@ -92,6 +99,8 @@ export class AdamW {
   readonly betas: [number, number];
   /** Denominator epsilon. */
   readonly eps: number;
+  /** Whether the one-pass wasm update may run (see {@linkcode AdamWOptions.fused}). */
+  readonly fused: boolean;
   #slots: Slot[] = [];
   #byName = new Map<string, Slot>();
 
@@ -110,6 +119,7 @@ export class AdamW {
     if (!(eps >= 0)) throw new RangeError(`Cannot use AdamW eps ${eps}: expected >= 0`);
     this.betas = [betas[0], betas[1]];
     this.eps = eps;
+    this.fused = options.fused ?? true;
     for (const p of params) {
       if (this.#byName.has(p.name)) {
         throw new TypeError(`Cannot optimize "${p.name}" twice`);
@@ -178,6 +188,7 @@ export class AdamW {
       : new Map(Object.entries(grads as Record<string, tf.Tensor>));
     for (const name of map.keys()) this.#slot(name);
     const [b1, b2] = this.betas;
+    const items: FusedAdamWItem[] = [];
     for (const s of this.#slots) {
       const g = map.get(s.name);
       if (g === undefined) continue;
@@ -186,19 +197,34 @@ export class AdamW {
           `Cannot apply gradient of shape [${g.shape}] to "${s.name}" of shape [${s.variable.shape}]`,
         );
       }
-      s.step += 1;
-      const t = s.step;
-      const plr = lr * s.lrScale;
-      const bc1 = 1 - b1 ** t;
-      const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+      items.push({
+        variable: s.variable,
+        m: s.m,
+        v: s.v,
+        grad: g,
+        lr: lr * s.lrScale,
+        weightDecay: s.weightDecay,
+        t: s.step + 1,
+      });
+    }
+    for (const s of this.#slots) if (map.has(s.name)) s.step += 1;
+    if (this.fused && canFuseAdamW(items)) {
+      fusedAdamWStep(items, this.betas, this.eps);
+      return;
+    }
+    for (const it of items) {
+      const plr = it.lr;
+      const bc1 = 1 - b1 ** it.t;
+      const bc2Sqrt = Math.sqrt(1 - b2 ** it.t);
+      const g = it.grad;
       tf.tidy(() => {
-        const p = s.variable.mul(1 - plr * s.weightDecay);
-        const m = s.m.mul(b1).add(g.mul(1 - b1));
-        const v = s.v.mul(b2).add(g.mul(1 - b2).mul(g));
+        const p = it.variable.mul(1 - plr * it.weightDecay);
+        const m = it.m.mul(b1).add(g.mul(1 - b1));
+        const v = it.v.mul(b2).add(g.mul(1 - b2).mul(g));
         const denom = v.sqrt().div(bc2Sqrt).add(this.eps);
-        s.variable.assign(p.sub(m.mul(plr / bc1).div(denom)));
-        s.m.assign(m);
-        s.v.assign(v);
+        it.variable.assign(p.sub(m.mul(plr / bc1).div(denom)));
+        it.m.assign(m);
+        it.v.assign(v);
       });
     }
   }

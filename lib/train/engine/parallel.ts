@@ -344,9 +344,10 @@ export class DataParallel {
       trainable.forEach((e, i) => {
         if (!g.present[i]) return;
         const size = e.variable.size;
-        const t = tf.tensor(g.grads.subarray(o, o + size), e.variable.shape, "float32");
+        const values = g.grads.subarray(o, o + size);
         o += size;
         const prev = grads.get(e.name);
+        const t = tf.tensor(values, e.variable.shape, "float32");
         if (prev === undefined) {
           grads.set(e.name, t);
         } else {
