@@ -196,7 +196,10 @@ function logUpTo(text: string, step: number): string[] {
 
 async function writeCurve(dir: string): Promise<string[]> {
   const text = await Deno.readTextFile(join(dir, "log.jsonl"));
-  const fig = tokenAdaptCurveFigure(readTokenAdaptCurve(text), `TokenAdapt training (${dir})`);
+  const fig = tokenAdaptCurveFigure(
+    readTokenAdaptCurve(text),
+    "TokenAdapt training: loss and held-out agreement with T(A(x))",
+  );
   const ex = await FigureExporter.start();
   const files = [join(dir, "curve.svg"), join(dir, "curve.png")];
   try {
@@ -351,101 +354,7 @@ async function main(args: string[]): Promise<number> {
       }
       return { step, heldOut };
     };
-    const t0 = performance.now();
-    let pending: string[] = [];
-    let stopped = false;
-    if (train.steps > 0) {
-      await makeOut();
-      const logPath = join(outDir, "log.jsonl");
-      let previousSeconds = 0;
-      trainer = new TokenAdaptTrainer(model, images, pair, quantizer, train, rng.fork("train"));
-      if (resume !== null) {
-        trainer.restore({
-          step: resume.state.step,
-          rng: resume.state.rng.train,
-          adamSteps: resume.state.extra.adamSteps as number,
-          moments: resume.optimizer as Map<string, HostTensor>,
-        });
-        previousSeconds = (resume.state.extra.trainSeconds as number) ?? 0;
-        const kept = logUpTo(await Deno.readTextFile(logPath).catch(() => ""), trainer.step);
-        await writeFileAtomic(
-          logPath,
-          new TextEncoder().encode(kept.map((l) => l + "\n").join("")),
-        );
-        console.error(`resumed ${outDir} at step ${trainer.step} of ${train.steps}`);
-      } else {
-        await writeFileAtomic(logPath, new Uint8Array());
-        await writeFileAtomic(
-          join(outDir, "config.json"),
-          new TextEncoder().encode(JSON.stringify(cfg, null, 2) + "\n"),
-        );
-      }
-      const flush = async () => {
-        if (pending.length === 0) return;
-        const f = await Deno.open(logPath, { append: true, create: true });
-        try {
-          await f.write(new TextEncoder().encode(pending.map((l) => l + "\n").join("")));
-        } finally {
-          f.close();
-        }
-        pending = [];
-      };
-      const checkpoint = async () => {
-        await flush();
-        const s = trainer!.state();
-        await saveCheckpoint(outDir, model.stateDict(), s.moments, {
-          step: s.step,
-          epoch: 0,
-          iter: 0,
-          config: cfg,
-          rng: { train: s.rng },
-          optimizer: null,
-          lr: s.step > 0 ? 0 : train.lr,
-          extra: {
-            adamSteps: s.adamSteps,
-            trainSeconds: previousSeconds + (performance.now() - t0) / 1000,
-          },
-        });
-      };
-      const progress = new Progress({ label: "tokenadapt", total: train.steps });
-      if (heldImages !== null && trainer.step === 0) pending.push(JSON.stringify(evalHeld(0)));
-      while (!trainer.done) {
-        const s = trainer.next();
-        pending.push(JSON.stringify(s));
-        progress.update(s.step + 1, { loss: s.loss, acc: s.accuracy.toFixed(3), lr: s.lr });
-        const done = trainer.step;
-        if (heldImages !== null && (done % cfg.evalEvery === 0 || trainer.done)) {
-          const e = evalHeld(done);
-          pending.push(JSON.stringify(e));
-          const parts = Object.entries(e.heldOut).map(([k, v]) =>
-            `${k} ${(100 * v.tokenAdapt).toFixed(1)}% (loss ${v.loss.toFixed(3)})`
-          );
-          console.error(`held-out at step ${done}: ${parts.join(", ")}`);
-        }
-        await letSignalsIn();
-        if (signals.stop()) {
-          await checkpoint();
-          stopped = true;
-          break;
-        }
-        if (done % cfg.checkpointEvery === 0 || trainer.done) await checkpoint();
-      }
-      progress.finish();
-      if (stopped) {
-        console.error(
-          `stopped at step ${trainer.step} of ${train.steps}: checkpoint saved; continue with ` +
-            `deno task tokenadapt:train --resume ${outDir}`,
-        );
-        return signals.exitCode;
-      }
-      await flush();
-      previousSeconds += (performance.now() - t0) / 1000;
-      const trainSeconds = previousSeconds;
-      return await finish(trainSeconds);
-    }
-    return await finish(0);
-
-    async function finish(trainSeconds: number): Promise<number> {
+    const finish = async (trainSeconds: number): Promise<number> => {
       const test = await loadImages(cfg.testImages);
       const held = takeImages(test.images, Math.min(cfg.evalImages, test.images.shape[0]));
       console.error(`evaluating on ${held.shape[0]} held-out images from ${cfg.testImages}...`);
@@ -540,7 +449,100 @@ async function main(args: string[]): Promise<number> {
       }
       console.log(`saved ${outDir}/tokenadapt.safetensors and ${outDir}/metrics.json`);
       return 0;
+    };
+    const t0 = performance.now();
+    let pending: string[] = [];
+    let stopped = false;
+    if (train.steps > 0) {
+      await makeOut();
+      const logPath = join(outDir, "log.jsonl");
+      let previousSeconds = 0;
+      trainer = new TokenAdaptTrainer(model, images, pair, quantizer, train, rng.fork("train"));
+      if (resume !== null) {
+        trainer.restore({
+          step: resume.state.step,
+          rng: resume.state.rng.train,
+          adamSteps: resume.state.extra.adamSteps as number,
+          moments: resume.optimizer as Map<string, HostTensor>,
+        });
+        previousSeconds = (resume.state.extra.trainSeconds as number) ?? 0;
+        const kept = logUpTo(await Deno.readTextFile(logPath).catch(() => ""), trainer.step);
+        await writeFileAtomic(
+          logPath,
+          new TextEncoder().encode(kept.map((l) => l + "\n").join("")),
+        );
+        console.error(`resumed ${outDir} at step ${trainer.step} of ${train.steps}`);
+      } else {
+        await writeFileAtomic(logPath, new Uint8Array());
+        await writeFileAtomic(
+          join(outDir, "config.json"),
+          new TextEncoder().encode(JSON.stringify(cfg, null, 2) + "\n"),
+        );
+      }
+      const flush = async () => {
+        if (pending.length === 0) return;
+        const f = await Deno.open(logPath, { append: true, create: true });
+        try {
+          await f.write(new TextEncoder().encode(pending.map((l) => l + "\n").join("")));
+        } finally {
+          f.close();
+        }
+        pending = [];
+      };
+      const checkpoint = async () => {
+        await flush();
+        const s = trainer!.state();
+        await saveCheckpoint(outDir, model.stateDict(), s.moments, {
+          step: s.step,
+          epoch: 0,
+          iter: 0,
+          config: cfg,
+          rng: { train: s.rng },
+          optimizer: null,
+          lr: s.step > 0 ? 0 : train.lr,
+          extra: {
+            adamSteps: s.adamSteps,
+            trainSeconds: previousSeconds + (performance.now() - t0) / 1000,
+          },
+        });
+      };
+      const progress = new Progress({ label: "tokenadapt", total: train.steps });
+      if (heldImages !== null && trainer.step === 0) pending.push(JSON.stringify(evalHeld(0)));
+      while (!trainer.done) {
+        const s = trainer.next();
+        pending.push(JSON.stringify(s));
+        progress.update(s.step + 1, { loss: s.loss, acc: s.accuracy.toFixed(3), lr: s.lr });
+        const done = trainer.step;
+        if (heldImages !== null && (done % cfg.evalEvery === 0 || trainer.done)) {
+          const e = evalHeld(done);
+          pending.push(JSON.stringify(e));
+          const parts = Object.entries(e.heldOut).map(([k, v]) =>
+            `${k} ${(100 * v.tokenAdapt).toFixed(1)}% (loss ${v.loss.toFixed(3)})`
+          );
+          console.error(`held-out at step ${done}: ${parts.join(", ")}`);
+        }
+        await letSignalsIn();
+        if (signals.stop()) {
+          await checkpoint();
+          stopped = true;
+          break;
+        }
+        if (done % cfg.checkpointEvery === 0 || trainer.done) await checkpoint();
+      }
+      progress.finish();
+      if (stopped) {
+        console.error(
+          `stopped at step ${trainer.step} of ${train.steps}: checkpoint saved; continue with ` +
+            `deno task tokenadapt:train --resume ${outDir}`,
+        );
+        return signals.exitCode;
+      }
+      await flush();
+      previousSeconds += (performance.now() - t0) / 1000;
+      const trainSeconds = previousSeconds;
+      return await finish(trainSeconds);
     }
+    return await finish(0);
   } finally {
     signals.dispose();
     trainer?.dispose();

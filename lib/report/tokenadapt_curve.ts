@@ -27,7 +27,8 @@ export interface TokenAdaptCurve {
 /**
  * Read a TokenAdapt run's log lines into curve series.
  * @param text the contents of `log.jsonl`
- * @param window training steps per point of the loss line. @default {50}
+ * @param window training steps per point of the loss line (at most a twentieth of the
+ *   steps, at least 1). @default {50}
  * @returns the series
  * @throws {SyntaxError} for a line that is not JSON (names the line number)
  */
@@ -49,6 +50,7 @@ export function readTokenAdaptCurve(text: string, window = 50): TokenAdaptCurve 
     }
   });
   const train = { step: [] as number[], loss: [] as number[] };
+  window = Math.max(1, Math.min(window, Math.floor(steps.length / 20)));
   for (let s = 0; s < steps.length; s += window) {
     const w = steps.slice(s, s + window);
     if (w.length < window && s > 0) break; // a partial last window is noisier than the rest

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { resolveGeometricAugConfig } from "@lib/adapters";
+import type { ResolvedGeometricAugConfig } from "@lib/adapters";
 import {
   gridRecipes,
   plannedBudgets,
@@ -59,7 +59,7 @@ Deno.test("tokenadapt:train trains on the grid's TokenAdapt halves by default; r
   const cfg = await resolveTrainGeometry(tokenAdaptTrainDefaults());
   assert.equal(cfg.usedWith, GRID);
   assert.deepEqual(cfg.uses.map((u) => u.phase), ["pretrain", "finetune"]);
-  const list = cfg.train.geometric as ReturnType<typeof resolveGeometricAugConfig>[];
+  const list = cfg.train.geometric as ResolvedGeometricAugConfig[];
   assert.equal(list.length, 2);
   list.forEach((t, i) => {
     // the same draw distribution per sample; only the samples sharing a flip/chain draw differ
