@@ -220,14 +220,14 @@ async function main(args: string[]): Promise<number> {
   let outDir: string, backend: string, init: string | undefined, resumeDir: string | undefined;
   let resume: Awaited<ReturnType<typeof loadCheckpoint>> | null = null;
   try {
-    const raw = parseTaskArgs(args.filter((a) => !a.startsWith("--curve")));
     const curveAt = args.findIndex((a) => a === "--curve" || a.startsWith("--curve="));
     if (curveAt >= 0) {
       const v = args[curveAt].includes("=") ? args[curveAt].split("=", 2)[1] : args[curveAt + 1];
-      if (v === undefined) throw new SyntaxError("--curve needs a run folder");
+      if (v === undefined || v === "") throw new SyntaxError("--curve needs a run folder");
       for (const f of await writeCurve(callerPath(v))) console.log(`wrote ${f}`);
       return 0;
     }
+    const raw = parseTaskArgs(args);
     const a = callerTaskArgs(raw);
     if (a.help) {
       console.log(USAGE);

@@ -1,7 +1,8 @@
 /**
  * `deno task tokenadapt:train` as a spawned process: SIGTERM mid-run saves a checkpoint and
  * exits 143; `--resume` then gives exactly the steps, held-out evaluations and weights of
- * an uninterrupted run, and the same curve SVG (drawn from the log only). A tiny TokenAdapt
+ * an uninterrupted run, and the same curve SVG (drawn from the log only; `--curve` redraws it
+ * byte for byte). A tiny TokenAdapt
  * on the shipped Fashion-MNIST sample and the committed tokenizer, wasm backend.
  */
 import assert from "node:assert/strict";
@@ -87,6 +88,12 @@ Deno.test("tokenadapt:train: SIGTERM checkpoints, --resume continues exactly", a
       await Deno.readTextFile(join(b, "curve.svg")),
       await Deno.readTextFile(join(a, "curve.svg")),
     );
+    // --curve redraws it from the log alone, byte for byte
+    const svg = await Deno.readTextFile(join(a, "curve.svg"));
+    await Deno.remove(join(a, "curve.svg"));
+    const redrawn = await runTask(["tasks/tokenadapt_train.ts", "--curve", a]);
+    assert.equal(redrawn.code, 0, redrawn.stderr);
+    assert.equal(await Deno.readTextFile(join(a, "curve.svg")), svg);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
