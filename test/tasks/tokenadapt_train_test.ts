@@ -98,3 +98,19 @@ Deno.test("tokenadapt:train: SIGTERM checkpoints, --resume continues exactly", a
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test("tokenadapt:train --curve: the committed v2 curve regenerates byte for byte from its log", async () => {
+  const tmp = await Deno.makeTempDir({ prefix: "ta-curve-" });
+  try {
+    const committed = "results/tokenadapt/fmnist8-v2";
+    await Deno.copyFile(join(committed, "log.jsonl"), join(tmp, "log.jsonl"));
+    const r = await runTask(["tasks/tokenadapt_train.ts", `--curve=${tmp}`]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(
+      await Deno.readTextFile(join(tmp, "curve.svg")),
+      await Deno.readTextFile(join(committed, "curve.svg")),
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
