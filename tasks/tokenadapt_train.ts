@@ -247,10 +247,17 @@ async function main(args: string[]): Promise<number> {
       const free = Object.fromEntries(
         RESUME_FREE.map((k) => [k, requested[k as keyof typeof base]]),
       );
-      checkResumeConfig(resumeDir, { ...base, ...free }, requested, {
+      const changes = checkResumeConfig(resumeDir, { ...base, ...free }, requested, {
         step: resume.state.step,
         force: a.force,
       });
+      for (const [k, from, to] of changes.forced) {
+        console.error(
+          `tokenadapt:train: --force: ${k} ${JSON.stringify(from)} -> ${
+            JSON.stringify(to)
+          } from step ${resume.state.step} (not an exact resume)`,
+        );
+      }
       cfg = { ...requested, uses } as TokenAdaptTaskConfig;
       outDir = resumeDir;
     } else {
