@@ -20,7 +20,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import type { HostTensor } from "../io/mod.ts";
-import type { Rng } from "../random/mod.ts";
+import type { Rng, RngState } from "../random/mod.ts";
 import type { CodeQuantizer } from "../tokens/mod.ts";
 import {
   applyGeometric,
@@ -69,10 +69,12 @@ export interface TokenAdaptTrainConfig {
   minLr?: number;
   /**
    * The augmentation A (one flip/chain per 8 samples, crops per sample). Crops default to area [0.2, 1], the pre-training range
-   * of the section-6 step; the rest are the reference's values.
+   * of the section-6 step; the rest are the reference's values. A list is a mixture: step
+   * `s` draws A from entry `s % length` (e.g. the TokenAdapt half's settings of pre-training
+   * and of fine-tuning, in turn).
    * @default {{ groupSize: 8, cropScale: [0.2, 1] }}
    */
-  geometric?: GeometricAugConfig;
+  geometric?: GeometricAugConfig | GeometricAugConfig[];
 }
 
 /** A {@linkcode TokenAdaptTrainConfig} with every field set (plain JSON, save it with the weights). */
@@ -87,8 +89,8 @@ export interface ResolvedTokenAdaptTrainConfig {
   warmupSteps: number;
   /** Final learning rate. */
   minLr: number;
-  /** The augmentation A. */
-  geometric: ResolvedGeometricAugConfig;
+  /** The augmentation A: one entry, or a mixture taken in turn by step (`s % length`). */
+  geometric: ResolvedGeometricAugConfig[];
 }
 
 /**
@@ -115,12 +117,12 @@ export function resolveTokenAdaptTrainConfig(
     lr: config.lr ?? 1e-3,
     warmupSteps: config.warmupSteps ?? 100,
     minLr: config.minLr ?? 1e-5,
-    geometric: resolveGeometricAugConfig({
-      groupSize: 8,
-      cropScale: [0.2, 1],
-      ...config.geometric,
-    }),
+    geometric: (Array.isArray(config.geometric) ? config.geometric : [config.geometric ?? {}])
+      .map((g) => resolveGeometricAugConfig({ groupSize: 8, cropScale: [0.2, 1], ...g })),
   };
+  if (c.geometric.length === 0) {
+    throw new RangeError(`TokenAdapt training key "geometric": an empty list (no augmentation A)`);
+  }
   if (!Number.isInteger(c.steps) || c.steps < 0) {
     throw new RangeError(`TokenAdapt training key "steps": ${c.steps} is not an integer >= 0`);
   }
@@ -279,6 +281,9 @@ class Adam {
     this.#m = vars.map(zeros);
     this.#v = vars.map(zeros);
   }
+  get t(): number {
+    return this.#t;
+  }
   step(grads: tf.NamedTensorMap, lr: number): void {
     this.#t++;
     const c1 = 1 - this.b1 ** this.#t, c2 = 1 - this.b2 ** this.#t;
@@ -293,6 +298,39 @@ class Adam {
       });
     });
   }
+  /** Moments by `optimizer.exp_avg(_sq).<name>`, in the variables' own (local) layout. */
+  moments(names: readonly string[]): Map<string, HostTensor> {
+    const out = new Map<string, HostTensor>();
+    const host = (v: tf.Variable): HostTensor => ({
+      dtype: "float32",
+      shape: [...v.shape],
+      data: Float32Array.from(v.dataSync() as Float32Array),
+    });
+    names.forEach((n, i) => {
+      out.set(`optimizer.exp_avg.${n}`, host(this.#m[i]));
+      out.set(`optimizer.exp_avg_sq.${n}`, host(this.#v[i]));
+    });
+    return out;
+  }
+  restore(names: readonly string[], moments: ReadonlyMap<string, HostTensor>, t: number): void {
+    names.forEach((n, i) => {
+      for (const [kind, slot] of [["exp_avg", this.#m[i]], ["exp_avg_sq", this.#v[i]]] as const) {
+        const key = `optimizer.${kind}.${n}`;
+        const h = moments.get(key);
+        if (h === undefined || h.data.length !== slot.size) {
+          throw new RangeError(
+            `Cannot restore TokenAdapt's optimizer: moment "${key}" is ${
+              h === undefined ? "missing" : `of size ${h.data.length}, expected ${slot.size}`
+            }`,
+          );
+        }
+        tf.tidy(() =>
+          slot.assign(tf.tensor(Float32Array.from(h.data as Float32Array), slot.shape))
+        );
+      }
+    });
+    this.#t = t;
+  }
   dispose(): void {
     tf.dispose([...this.#m, ...this.#v]);
   }
@@ -306,7 +344,7 @@ export interface TokenAdaptStepLog {
   lr: number;
   /** Mean cross-entropy of the batch. */
   loss: number;
-  /** Fraction of positions where argmax g equals `T(A(x))` in this batch. */
+  /** Fraction of positions where argmax g equals `T(A(x))` in this batch (before the update). */
   accuracy: number;
   /** Seconds this step took. */
   seconds: number;
@@ -316,6 +354,158 @@ export interface TokenAdaptStepLog {
 export interface TrainTokenAdaptOptions {
   /** Called after every step (e.g. to print every 50th). */
   onStep?: (log: TokenAdaptStepLog) => void;
+}
+
+/**
+ * What a {@linkcode TokenAdaptTrainer} needs to continue exactly: completed steps, the
+ * generator's state, Adam's step count and moments (the weights are the model's own state
+ * dict, saved beside it).
+ */
+export interface TokenAdaptTrainerState {
+  /** Completed optimizer steps. */
+  step: number;
+  /** The batch/augmentation generator's state after that step. */
+  rng: RngState;
+  /** Adam's update count. */
+  adamSteps: number;
+  /** Adam's moments, `optimizer.exp_avg(_sq).<state-dict key>` (local layouts). */
+  moments: Map<string, HostTensor>;
+}
+
+/**
+ * Trains f and g jointly, one optimizer step per {@linkcode TokenAdaptTrainer.next} call, so
+ * that a task can checkpoint, evaluate and stop between steps. Step `s` samples its batch and
+ * draws A from `config.geometric[s % length]` with the generator it was given.
+ */
+export class TokenAdaptTrainer {
+  /** The resolved settings. */
+  readonly config: ResolvedTokenAdaptTrainConfig;
+  #model: TokenAdapt;
+  #images: HostTensor;
+  #tok: PairTokenizer;
+  #q: CodeQuantizer;
+  #rng: Rng;
+  #vars: tf.Variable[];
+  #names: string[];
+  #opt: Adam;
+  #step = 0;
+
+  /**
+   * @param model the network (trained in place)
+   * @param images `[N, s, s]` or `[N, C, s, s]`, uint8 (0..255) or float32 (0..1)
+   * @param tok the tokenizer
+   * @param quantizer its codebook
+   * @param config training settings
+   * @param rng generator for batches and A (advanced by every step)
+   * @throws {RangeError} when the network's grids do not fit the tokenizer
+   */
+  constructor(
+    model: TokenAdapt,
+    images: HostTensor,
+    tok: PairTokenizer,
+    quantizer: CodeQuantizer,
+    config: TokenAdaptTrainConfig,
+    rng: Rng,
+  ) {
+    checkGeometry(model, tok);
+    this.config = resolveTokenAdaptTrainConfig(config);
+    this.#model = model;
+    this.#images = images;
+    this.#tok = tok;
+    this.#q = quantizer;
+    this.#rng = rng;
+    const vs = model.variables();
+    this.#vars = vs.map((v) => v.variable);
+    this.#names = vs.map((v) => v.name);
+    this.#opt = new Adam(this.#vars);
+  }
+
+  /** Completed optimizer steps. */
+  get step(): number {
+    return this.#step;
+  }
+
+  /** Whether every configured step is done. */
+  get done(): boolean {
+    return this.#step >= this.config.steps;
+  }
+
+  /**
+   * One optimizer step.
+   * @returns its log
+   * @throws {Error} when the loss is non-finite (names the step; nothing is updated)
+   */
+  next(): TokenAdaptStepLog {
+    const c = this.config, step = this.#step;
+    const t0 = performance.now();
+    const N = this.#images.shape[0];
+    const idx = Int32Array.from({ length: c.batchSize }, () => this.#rng.int(0, N));
+    const batch = imageBatch(this.#images, idx, this.#tok, "train on");
+    const geometric = c.geometric[step % c.geometric.length];
+    const pairs = makePairs(batch, this.#model, this.#tok, this.#q, geometric, this.#rng);
+    batch.dispose();
+    const lr = tokenAdaptLr(c, step);
+    let loss = NaN, accuracy = NaN;
+    try {
+      let acc: tf.Scalar | null = null;
+      const { value, grads } = tf.variableGrads(() => {
+        const logits = pairLogits(this.#model, pairs);
+        const K = logits.shape[2];
+        acc = tf.keep(
+          logits.argMax(2).equal(pairs.targets.reshape([c.batchSize, -1])).mean() as tf.Scalar,
+        );
+        const labels = tf.oneHot(pairs.targets.reshape([-1]) as tf.Tensor1D, K);
+        return tf.neg(tf.sum(labels.mul(tf.logSoftmax(logits.reshape([-1, K]))), 1))
+          .mean() as tf.Scalar;
+      }, this.#vars);
+      loss = value.dataSync()[0];
+      value.dispose();
+      accuracy = acc === null ? NaN : (acc as tf.Scalar).dataSync()[0];
+      if (acc !== null) (acc as tf.Scalar).dispose();
+      if (!Number.isFinite(loss)) {
+        tf.dispose(grads);
+        throw new Error(`TokenAdapt training loss is ${loss} at step ${step}; stopping`);
+      }
+      this.#opt.step(grads, lr);
+      tf.dispose(grads);
+    } finally {
+      tf.dispose([pairs.emb, pairs.codes, pairs.targets]);
+    }
+    this.#step++;
+    return { step, lr, loss, accuracy, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** @returns the state to save beside the model's weights (host copies) */
+  state(): TokenAdaptTrainerState {
+    return {
+      step: this.#step,
+      rng: this.#rng.getState(),
+      adamSteps: this.#opt.t,
+      moments: this.#opt.moments(this.#names),
+    };
+  }
+
+  /**
+   * Continue from a saved state (load the model's weights first).
+   * @param s a state from {@linkcode TokenAdaptTrainer.state}
+   * @throws {RangeError} when a moment is missing or of the wrong size, or the step is
+   *   outside the schedule
+   */
+  restore(s: TokenAdaptTrainerState): void {
+    if (!Number.isInteger(s.step) || s.step < 0 || s.step > this.config.steps) {
+      throw new RangeError(
+        `Cannot restore TokenAdapt training at step ${s.step}: the schedule has ${this.config.steps} steps`,
+      );
+    }
+    this.#opt.restore(this.#names, s.moments, s.adamSteps);
+    this.#rng.setState(s.rng);
+    this.#step = s.step;
+  }
+
+  /** Release the optimizer's tensors (the model is the caller's). */
+  dispose(): void {
+    this.#opt.dispose();
+  }
 }
 
 /**
@@ -341,46 +531,16 @@ export function trainTokenAdapt(
   rng: Rng,
   options: TrainTokenAdaptOptions = {},
 ): TokenAdaptStepLog[] {
-  checkGeometry(model, tok);
-  const c = resolveTokenAdaptTrainConfig(config);
-  const N = images.shape[0];
-  const vars = model.variables().map((v) => v.variable);
-  const opt = new Adam(vars);
+  const trainer = new TokenAdaptTrainer(model, images, tok, quantizer, config, rng);
   const logs: TokenAdaptStepLog[] = [];
   try {
-    for (let step = 0; step < c.steps; step++) {
-      const t0 = performance.now();
-      const idx = Int32Array.from({ length: c.batchSize }, () => rng.int(0, N));
-      const batch = imageBatch(images, idx, tok, "train on");
-      const pairs = makePairs(batch, model, tok, quantizer, c.geometric, rng);
-      batch.dispose();
-      const lr = tokenAdaptLr(c, step);
-      let loss = NaN, accuracy = NaN;
-      try {
-        const { value, grads } = tf.variableGrads(() => pairLoss(model, pairs), vars);
-        loss = value.dataSync()[0];
-        value.dispose();
-        if (!Number.isFinite(loss)) {
-          tf.dispose(grads);
-          throw new Error(`TokenAdapt training loss is ${loss} at step ${step}; stopping`);
-        }
-        opt.step(grads, lr);
-        tf.dispose(grads);
-        if (options.onStep !== undefined) {
-          accuracy = tf.tidy(() =>
-            pairLogits(model, pairs).argMax(2).equal(pairs.targets.reshape([c.batchSize, -1]))
-              .mean().dataSync()[0]
-          );
-        }
-      } finally {
-        tf.dispose([pairs.emb, pairs.codes, pairs.targets]);
-      }
-      const log = { step, lr, loss, accuracy, seconds: (performance.now() - t0) / 1000 };
+    while (!trainer.done) {
+      const log = trainer.next();
       logs.push(log);
       options.onStep?.(log);
     }
   } finally {
-    opt.dispose();
+    trainer.dispose();
   }
   return logs;
 }
@@ -395,6 +555,8 @@ export interface TokenAdaptAgreement {
   naive: number;
   /** No augmentation of the tokens: `T(x)` itself. */
   unchanged: number;
+  /** Mean K-way cross-entropy of g's logits against `T(A(x))` (the training loss, held out). */
+  loss: number;
   /**
    * With a decoder: PSNR (dB, over all pixels of all images) of each way's decoded codes
    * against the augmented image A(x) itself; `tokenizer` is `T(A(x))` decoded, the ceiling.
@@ -430,7 +592,7 @@ export function evaluateTokenAdapt(
   const g = resolveGeometricAugConfig(geometric);
   const N = images.shape[0], bs = options.batchSize ?? 100, decode = options.decode;
   const n = model.config.inputGrid;
-  let total = 0, pixels = 0;
+  let total = 0, pixels = 0, ceSum = 0;
   const hits = [0, 0, 0], sq = [0, 0, 0, 0];
   for (let s = 0; s < N; s += bs) {
     const idx = Int32Array.from({ length: Math.min(bs, N - s) }, (_, i) => s + i);
@@ -443,12 +605,21 @@ export function evaluateTokenAdapt(
         const emb = quantizer.embed(codes);
         const augmented = augmentPixels(batch, params, tok);
         const t = tok.encode(augmented);
+        const logits = model.invertLogits(applyGeometric(model.convert(emb), params));
+        const K = logits.shape[2];
+        const ce = tf.neg(
+          tf.sum(
+            tf.oneHot(t.reshape([-1]) as tf.Tensor1D, K).mul(
+              tf.logSoftmax(logits.reshape([-1, K])),
+            ),
+          ),
+        ).dataSync()[0];
         const ways = [
-          model.invert(applyGeometric(model.convert(emb), params)),
+          logits.argMax(2).reshape([B, n, n]) as tf.Tensor3D,
           quantizer.toCodes(applyGeometric(emb, params)),
           codes,
         ];
-        const out = ways.map((w) => w.equal(t).sum().dataSync()[0]);
+        const out = [...ways.map((w) => w.equal(t).sum().dataSync()[0]), ce];
         if (decode !== undefined) {
           for (const w of [...ways, t]) {
             out.push(decode(w).sub(augmented).square().sum().dataSync()[0]);
@@ -457,7 +628,8 @@ export function evaluateTokenAdapt(
         return out;
       });
       for (let k = 0; k < 3; k++) hits[k] += counts[k];
-      if (decode !== undefined) { for (let k = 0; k < 4; k++) sq[k] += counts[3 + k]; }
+      ceSum += counts[3];
+      if (decode !== undefined) { for (let k = 0; k < 4; k++) sq[k] += counts[4 + k]; }
       total += B * n * n;
       pixels += batch.size;
     } finally {
@@ -469,6 +641,7 @@ export function evaluateTokenAdapt(
     tokenAdapt: hits[0] / total,
     naive: hits[1] / total,
     unchanged: hits[2] / total,
+    loss: ceSum / total,
   };
   if (decode !== undefined) {
     const psnr = (k: number) => 10 * Math.log10(1 / (sq[k] / pixels));

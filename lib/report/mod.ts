@@ -25,3 +25,4 @@ export * from "./notebooks.ts";
 export * from "./notebook_html.ts";
 export * from "./jupyter_server.ts";
 export * from "./notebook_frontend.ts";
+export * from "./tokenadapt_curve.ts";

@@ -4,11 +4,13 @@ import { initBackend } from "@lib/backend";
 import type { HostTensor } from "@lib/io";
 import {
   evaluateTokenAdapt,
+  type GeometricAugConfig,
   type PairTokenizer,
   resolveTokenAdaptConfig,
   resolveTokenAdaptTrainConfig,
   TokenAdapt,
   tokenAdaptLr,
+  TokenAdaptTrainer,
   trainTokenAdapt,
 } from "@lib/adapters";
 import { CodeQuantizer } from "@lib/tokens";
@@ -198,5 +200,141 @@ Deno.test("training refuses a network whose grids do not fit the tokenizer", asy
     { name: "RangeError", message: /TokenAdapt 5 -> 5 on a tokenizer with 4x4 codes/ },
   );
   ta.dispose();
+  q.dispose();
+});
+
+Deno.test("training config: a list of augmentations is a mixture, an empty one is refused", () => {
+  const one = resolveTokenAdaptTrainConfig({});
+  assert.equal(one.geometric.length, 1);
+  assert.deepEqual(one.geometric[0].cropScale, [0.2, 1]);
+  assert.equal(one.geometric[0].groupSize, 8);
+  const two = resolveTokenAdaptTrainConfig({
+    geometric: [{ cropScale: [0.2, 1] }, { cropScale: [0.35, 1], flipProb: 0 }],
+  });
+  assert.deepEqual(two.geometric.map((g) => g.cropScale), [[0.2, 1], [0.35, 1]]);
+  assert.deepEqual(two.geometric.map((g) => g.flipProb), [0.5, 0]);
+  assert.throws(() => resolveTokenAdaptTrainConfig({ geometric: [] }), RangeError);
+});
+
+Deno.test("[wasm] a trainer restored from its state continues exactly", async () => {
+  await initBackend({ backend: "wasm" });
+  const q = CodeQuantizer.from(codebook);
+  const tok = intensityTokenizer();
+  const data = images(48, 9);
+  const config = {
+    steps: 10,
+    batchSize: 8,
+    lr: 3e-3,
+    warmupSteps: 2,
+    // step s draws from entry s % 2: the identity, then a flip of every sample
+    geometric: [
+      { flipProb: 0, chainProb: 0, cropScale: [1, 1], cropRatio: [1, 1] },
+      { flipProb: 1, chainProb: 0, cropScale: [1, 1], cropRatio: [1, 1] },
+    ] satisfies GeometricAugConfig[],
+  };
+  // whole run
+  const ta = TokenAdapt.create(small, new Rng(3));
+  const whole = new TokenAdaptTrainer(ta, data, tok, q, config, new Rng(4));
+  const wholeLogs = Array.from({ length: 10 }, () => whole.next());
+  assert.ok(whole.done);
+  whole.dispose();
+  const want = ta.stateDict();
+  // 4 steps, state to host, a fresh model and trainer from that state, 6 more
+  const tb = TokenAdapt.create(small, new Rng(3));
+  const first = new TokenAdaptTrainer(tb, data, tok, q, config, new Rng(4));
+  const firstLogs = Array.from({ length: 4 }, () => first.next());
+  const state = first.state();
+  const weights = tb.stateDict();
+  first.dispose();
+  tb.dispose();
+  const tc = TokenAdapt.create(small, new Rng(99));
+  tc.loadStateDict(weights);
+  const second = new TokenAdaptTrainer(tc, data, tok, q, config, new Rng(12345));
+  second.restore(state);
+  assert.equal(second.step, 4);
+  const before = tf.memory().numTensors;
+  const secondLogs = Array.from({ length: 6 }, () => second.next());
+  assert.equal(tf.memory().numTensors, before, "no tensor leaks per step");
+  second.dispose();
+  const strip = (l: { seconds: number }) => ({ ...l, seconds: 0 });
+  assert.deepEqual([...firstLogs, ...secondLogs].map(strip), wholeLogs.map(strip));
+  const got = tc.stateDict();
+  for (const [k, v] of want) assert.deepEqual(got.get(k)!.data, v.data, k);
+  // a state past the schedule, or with a missing moment, is refused
+  assert.throws(() =>
+    new TokenAdaptTrainer(tc, data, tok, q, config, new Rng(0)).restore({
+      ...state,
+      step: 11,
+    }), /at step 11: the schedule has 10 steps/);
+  const partial = new Map(state.moments);
+  partial.delete([...partial.keys()][0]);
+  assert.throws(
+    () =>
+      new TokenAdaptTrainer(tc, data, tok, q, config, new Rng(0)).restore({
+        ...state,
+        moments: partial,
+      }),
+    /moment "optimizer\.exp_avg\..*" is missing/,
+  );
+  ta.dispose();
+  tc.dispose();
+  q.dispose();
+});
+
+Deno.test("[wasm] the held-out loss is the training loss's cross-entropy, measured without updates", async () => {
+  await initBackend({ backend: "wasm" });
+  const q = CodeQuantizer.from(codebook);
+  const tok = intensityTokenizer();
+  const ta = TokenAdapt.create(small, new Rng(5));
+  const identity: GeometricAugConfig = {
+    flipProb: 0,
+    chainProb: 0,
+    cropScale: [1, 1],
+    cropRatio: [1, 1],
+  };
+  const one = images(1, 2);
+  const r = evaluateTokenAdapt(ta, one, tok, q, identity, new Rng(1));
+  // a fresh network: its logits are near uniform over K = 8 codes, so the loss is near ln 8
+  assert.ok(Math.abs(r.loss - Math.log(8)) < 0.5, `loss ${r.loss}`);
+  // the first training step on the same image and A reports the same loss (before its update)
+  const logs = trainTokenAdapt(ta, one, tok, q, {
+    steps: 1,
+    batchSize: 1,
+    geometric: identity,
+  }, new Rng(0));
+  assert.ok(Math.abs(logs[0].loss - r.loss) < 1e-5, `${logs[0].loss} vs ${r.loss}`);
+  ta.dispose();
+  q.dispose();
+});
+
+Deno.test("[wasm] a mixture's step s draws A from entry s % length", async () => {
+  await initBackend({ backend: "wasm" });
+  const q = CodeQuantizer.from(codebook);
+  const tok = intensityTokenizer();
+  const data = images(32, 4);
+  const id: GeometricAugConfig = {
+    flipProb: 0,
+    chainProb: 0,
+    cropScale: [1, 1],
+    cropRatio: [1, 1],
+  };
+  const flip: GeometricAugConfig = { ...id, flipProb: 1 };
+  const losses = (geometric: GeometricAugConfig[]) => {
+    const ta = TokenAdapt.create(small, new Rng(3));
+    const logs = trainTokenAdapt(
+      ta,
+      data,
+      tok,
+      q,
+      { steps: 3, batchSize: 8, geometric },
+      new Rng(4),
+    );
+    ta.dispose();
+    return logs.map((l) => l.loss);
+  };
+  const [mix, idOnly, flipOnly] = [losses([id, flip]), losses([id]), losses([flip])];
+  assert.equal(mix[0], idOnly[0], "step 0: entry 0");
+  assert.notEqual(mix[1], idOnly[1], "step 1: entry 1, not entry 0");
+  assert.notEqual(flipOnly[0], idOnly[0], "the two entries give different pairs");
   q.dispose();
 });

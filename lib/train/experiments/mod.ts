@@ -11,3 +11,4 @@ export * from "./launch.ts";
 export * from "./recipe.ts";
 export * from "./grid.ts";
 export * from "./grid_run.ts";
+export * from "./tokenadapt_use.ts";
