@@ -10,24 +10,19 @@
  * @module
  */
 import type { Rng } from "../random/mod.ts";
+import {
+  F32,
+  get,
+  I32,
+  importEnvMemory,
+  leb,
+  name,
+  perMemory,
+  section,
+  set,
+  WASM_HEADER,
+} from "../backend/wasm_assemble.ts";
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-const section = (id: number, body: number[]) => [id, ...leb(body.length), ...body];
-const name = (s: string) => [...leb(s.length), ...new TextEncoder().encode(s)];
-
-const I32 = 0x7f, F32 = 0x7d;
-const get = (i: number) => [0x20, ...leb(i)];
-const set = (i: number) => [0x21, ...leb(i)];
 const i32c = (v: number) => [0x41, ...leb(v)]; // small non-negative constants only
 const [ADD, MUL, XOR, SHL, ROTL, LT_U, GE_U] = [0x6a, 0x6c, 0x73, 0x74, 0x77, 0x49, 0x4f];
 
@@ -58,9 +53,9 @@ const body: number[] = [
 
 // deno-fmt-ignore
 const MODULE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+  ...WASM_HEADER,
   ...section(1, [1, 0x60, 5, I32, I32, I32, F32, F32, 0]), // type
-  ...section(2, [1, ...name("env"), ...name("memory"), 0x02, 0x00, 1]), // import memory
+  ...importEnvMemory(),
   ...section(3, [1, 0]), // function 0 has type 0
   ...section(6, [4, ...[0, 1, 2, 3].flatMap(() => [I32, 1, 0x41, 0, 0x0b])]), // 4 mutable i32
   ...section(7, [5, ...name("fill"), 0x00, 0,
@@ -76,21 +71,7 @@ interface Exports {
   s3: WebAssembly.Global;
 }
 
-const cache = new WeakMap<WebAssembly.Memory, Exports | null>();
-
-function instance(memory: WebAssembly.Memory): Exports | null {
-  let e = cache.get(memory);
-  if (e === undefined) {
-    try {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(MODULE), { env: { memory } });
-      e = inst.exports as unknown as Exports;
-    } catch {
-      e = null;
-    }
-    cache.set(memory, e);
-  }
-  return e;
-}
+const instance = perMemory(MODULE, (e) => e as unknown as Exports);
 
 /**
  * Fill `out` (a view of `memory`) as `rng.fillThreshold(out, threshold, below, above)` does,

@@ -9,6 +9,19 @@
  *
  * @module
  */
+import {
+  F32,
+  get,
+  I32,
+  importEnvMemory,
+  leb,
+  name,
+  perMemory,
+  section,
+  set,
+  V128,
+  WASM_HEADER,
+} from "../../backend/wasm_assemble.ts";
 
 /**
  * `adamw(p, m, v, g, out, groups, decay, b1, 1-b1, b2, 1-b2, stepSize, sqrt(1-b2^t), eps)`:
@@ -32,30 +45,7 @@ export type AdamWSimd = (
   eps: number,
 ) => void;
 
-function leb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
-
-function section(id: number, body: number[]): number[] {
-  return [id, ...leb(body.length), ...body];
-}
-
-function name(s: string): number[] {
-  const b = [...new TextEncoder().encode(s)];
-  return [...leb(b.length), ...b];
-}
-
 // Opcodes (WebAssembly core 2.0 + fixed-width SIMD).
-const I32 = 0x7f, F32 = 0x7d, V128 = 0x7b;
-const get = (i: number) => [0x20, ...leb(i)];
-const set = (i: number) => [0x21, ...leb(i)];
 const simd = (op: number) => [0xfd, ...leb(op)];
 const ALIGN4 = [2, 0]; // memarg: align 2^2 (a hint), offset 0
 const load = [...simd(0x00), ...ALIGN4];
@@ -106,15 +96,15 @@ const body: number[] = [
 
 // deno-fmt-ignore
 const MODULE = new Uint8Array([
-  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // "\0asm", version 1
+  ...WASM_HEADER,
   ...section(1, [1, 0x60, 14, I32, I32, I32, I32, I32, I32, ...Array(8).fill(F32), 0]), // type
-  ...section(2, [1, ...name("env"), ...name("memory"), 0x02, 0x00, 1]), // import memory
+  ...importEnvMemory(),
   ...section(3, [1, 0]), // function 0 has type 0
   ...section(7, [1, ...name("adamw"), 0x00, 0]), // export
   ...section(10, [1, ...leb(body.length), ...body]), // code
 ]);
 
-const cache = new WeakMap<WebAssembly.Memory, AdamWSimd | null>();
+const bound = perMemory(MODULE, (e) => e.adamw as AdamWSimd);
 
 /**
  * The SIMD AdamW loop bound to a wasm memory.
@@ -123,15 +113,5 @@ const cache = new WeakMap<WebAssembly.Memory, AdamWSimd | null>();
  * @returns the function, or `null` where this runtime has no wasm SIMD
  */
 export function adamwSimd(memory: WebAssembly.Memory): AdamWSimd | null {
-  let f = cache.get(memory);
-  if (f === undefined) {
-    try {
-      const inst = new WebAssembly.Instance(new WebAssembly.Module(MODULE), { env: { memory } });
-      f = inst.exports.adamw as AdamWSimd;
-    } catch {
-      f = null;
-    }
-    cache.set(memory, f);
-  }
-  return f;
+  return bound(memory);
 }
