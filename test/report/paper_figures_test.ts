@@ -242,7 +242,16 @@ Deno.test("loadGridRuns: after a resume the last record of a step wins; unfinish
   }
 });
 
-for (const grid of ["results/grid", "results/grid-long"]) {
+// add results/grid-v2 once it has figures (regenerate them whenever finished runs are committed);
+// results/grid-v2-length holds the two SeiT runs its length was chosen from
+for (
+  const grid of [
+    "results/grid",
+    "results/grid-long",
+    "results/grid-v2-length/L1500",
+    "results/grid-v2-length/L3000",
+  ]
+) {
   Deno.test(`the committed ${grid} figures and tables regenerate byte-identically from the committed run logs`, async () => {
     const tmp = await Deno.makeTempDir();
     try {
