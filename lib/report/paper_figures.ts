@@ -641,6 +641,12 @@ export interface PaperFiguresOptions {
   images?: readonly ReportImage[];
   /** PNG pixel ratio. @default {2} */
   pngScale?: number;
+  /**
+   * Use only the finished runs (with `metrics.json`): the figures of a grid that is still
+   * running, as a checkout that commits only finished run folders will regenerate them.
+   * @default {false}
+   */
+  finishedOnly?: boolean;
 }
 
 /** What {@linkcode writePaperFigures} wrote. */
@@ -666,7 +672,8 @@ export interface PaperFiguresResult {
  * @throws {ChromiumError} when the browser cannot start
  */
 export async function writePaperFigures(options: PaperFiguresOptions): Promise<PaperFiguresResult> {
-  const runs = await loadGridRuns(options.runs);
+  const loaded = await loadGridRuns(options.runs);
+  const runs = options.finishedOnly ? loaded.filter((r) => r.finished) : loaded;
   if (scored(runs).length === 0) {
     throw new RangeError(
       `Cannot draw figures from "${options.runs}": it holds no finished grid run`,
