@@ -291,7 +291,7 @@ export function accuracyIntervalTable(runs: readonly GridRunRecord[], level = 0.
 }
 
 /**
- * The cell intervals for reading: "mean [low, high] (n)".
+ * The cell intervals for reading: "mean [low, high] (n)" ("mean (n=1)" for one seed).
  * @param table {@linkcode accuracyIntervalTable}'s table
  * @returns an arquero table of strings and numbers
  */
@@ -300,10 +300,10 @@ export function accuracyIntervalDisplayTable(table: ColumnTable): ColumnTable {
     method: r.method,
     budget: r.budget,
     "stored kB": Number(((r.storage_bytes as number) / 1000).toFixed(1)),
-    "test top-1 (%) [95% t interval]": `${(r.top1_mean as number).toFixed(2)} ${
+    "test top-1 (%) [95% t interval]": `${(r.top1_mean as number).toFixed(2)}${
       typeof r.ci_low === "number"
-        ? `[${r.ci_low.toFixed(2)}, ${(r.ci_high as number).toFixed(2)}]`
-        : "(one seed)"
+        ? ` [${r.ci_low.toFixed(2)}, ${(r.ci_high as number).toFixed(2)}]`
+        : ""
     } (n=${r.n})`,
     seeds: r.seeds,
   }));
