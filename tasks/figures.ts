@@ -29,6 +29,7 @@ Options:
   --out <dir>         where figures go (default results/grid/figures)
   --formats <list>    static formats, comma-separated: svg,png (default) or svg or png
   --no-html           skip report.html
+  --finished          only the finished runs (with metrics.json): a grid still running
   --no-gallery        skip the augmentation gallery (it needs the tokenizer and TokenAdapt
                       files that the runs name)
   --backend <name>    tensor backend of the gallery (default wasm)
@@ -40,6 +41,7 @@ interface FigArgs {
   formats: ("svg" | "png")[];
   html: boolean;
   gallery: boolean;
+  finished: boolean;
   backend: string;
   help: boolean;
 }
@@ -51,6 +53,7 @@ function parseArgs(argv: readonly string[]): FigArgs {
     formats: ["svg", "png"],
     html: true,
     gallery: true,
+    finished: false,
     backend: "wasm",
     help: false,
   };
@@ -59,6 +62,7 @@ function parseArgs(argv: readonly string[]): FigArgs {
     if (arg === "-h" || arg === "--help") a.help = true;
     else if (arg === "--no-html") a.html = false;
     else if (arg === "--no-gallery") a.gallery = false;
+    else if (arg === "--finished") a.finished = true;
     else if (arg.startsWith("--")) {
       const eq = arg.indexOf("=");
       const name = arg.slice(2, eq < 0 ? undefined : eq);
@@ -87,9 +91,15 @@ function parseArgs(argv: readonly string[]): FigArgs {
  * The augmentation gallery of the step a grid's fine-tuning runs used (the full SeiT++ arm
  * when present): test records 0-7 decoded after each augmentation, and the whole step.
  */
-async function gallery(runsDir: string, backend: string): Promise<ReportImage | null> {
+async function gallery(
+  runsDir: string,
+  backend: string,
+  finishedOnly: boolean,
+): Promise<ReportImage | null> {
   // runs imported from the authors' scripts (torch:import) name no local tokenizer files
-  const runs = (await loadGridRuns(runsDir)).filter((r) => !(r as { imported?: boolean }).imported);
+  const runs = (await loadGridRuns(runsDir)).filter((r) =>
+    !(r as { imported?: boolean }).imported && (!finishedOnly || r.finished)
+  );
   const pick = runs.find((r) => r.kind === "finetune" && r.augment === "seitpp") ??
     runs.find((r) => r.kind === "finetune");
   if (pick === undefined) return null;
@@ -147,13 +157,16 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    const images = a.gallery ? [await gallery(a.runs, a.backend)].filter((x) => x !== null) : [];
+    const images = a.gallery
+      ? [await gallery(a.runs, a.backend, a.finished)].filter((x) => x !== null)
+      : [];
     const r = await writePaperFigures({
       runs: a.runs,
       out: a.out,
       formats: a.formats,
       html: a.html,
       images: images as ReportImage[],
+      finishedOnly: a.finished,
     });
     console.log(`${r.runs} runs -> ${r.files.length} files in ${a.out}:`);
     for (const f of r.files) console.log(`  ${f}`);

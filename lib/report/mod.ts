@@ -21,6 +21,8 @@ export * from "./chromium.ts";
 export * from "./export.ts";
 export * from "./html_report.ts";
 export * from "./paper_figures.ts";
+export * from "./intervals.ts";
+export * from "./effects.ts";
 export * from "./notebooks.ts";
 export * from "./notebook_html.ts";
 export * from "./jupyter_server.ts";

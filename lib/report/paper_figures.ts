@@ -26,21 +26,15 @@ import { barTrace, type Figure, figure, lineTrace, type PlotlyTrace } from "./fi
 import { htmlReport, type ReportItem } from "./html_report.ts";
 import { imageView } from "./image.ts";
 import { tableView } from "./table.ts";
+import { PAPER_RESULTS } from "./paper_results.ts";
+import {
+  accuracyIntervalDisplayTable,
+  accuracyIntervalTable,
+  effectsDisplayTable,
+  effectsTable,
+} from "./effects.ts";
 
-/** The published numbers of REFERENCE.md section 7 (ImageNet-1k, ViT-B; ablation ViT-S, ImageNet-100). */
-export const PAPER_RESULTS = {
-  storage: [
-    { storage: "1.4 GB", seit: 74.0, seit_mtm: 75.1, seitpp_nomtm: 75.5, seitpp: 77.8 },
-    { storage: "0.8 GB", seit: 66.3, seit_mtm: 70.6, seitpp_nomtm: 69.1, seitpp: 74.1 },
-    { storage: "0.3 GB", seit: 47.2, seit_mtm: 53.9, seitpp_nomtm: 51.2, seitpp: 60.6 },
-  ],
-  pixels: [
-    { what: "pixels", storage: "140 GB", top1: 81.8 },
-    { what: "JPEG q5", storage: "11 GB", top1: 74.6 },
-    { what: "x0.2 downsampled", storage: "9.6 GB", top1: 75.2 },
-  ],
-  ablation: { seit: 77.3, coloradapt: 78.3, tokenadapt: 80.4, seitpp: 81.4 },
-} as const;
+export { PAPER_RESULTS } from "./paper_results.ts";
 
 /** One grid run folder, loaded. */
 export interface GridRunRecord extends GridRunInfo {
@@ -647,6 +641,12 @@ export interface PaperFiguresOptions {
   images?: readonly ReportImage[];
   /** PNG pixel ratio. @default {2} */
   pngScale?: number;
+  /**
+   * Use only the finished runs (with `metrics.json`): the figures of a grid that is still
+   * running, as a checkout that commits only finished run folders will regenerate them.
+   * @default {false}
+   */
+  finishedOnly?: boolean;
 }
 
 /** What {@linkcode writePaperFigures} wrote. */
@@ -660,7 +660,9 @@ export interface PaperFiguresResult {
 /**
  * Write every figure (SVG/PNG through headless Chromium) and table (CSV + markdown) of the
  * grid under `runs` into `out`, and `report.html`:
- * `accuracy_vs_storage`, `accuracy_table`, `ablation[_<budget>]` (figure and table),
+ * `accuracy_vs_storage`, `accuracy_table`, `accuracy_ci` (95% t intervals of the cells),
+ * `effects` (each component's effect with Welch's 95% interval, next to the paper's),
+ * `ablation[_<budget>]` (figure and table),
  * `curves_loss_<budget>`, `curves_top1_<budget>`, `pretrain_loss_<budget>`.
  *
  * @param options runs folder, output folder, formats
@@ -670,7 +672,8 @@ export interface PaperFiguresResult {
  * @throws {ChromiumError} when the browser cannot start
  */
 export async function writePaperFigures(options: PaperFiguresOptions): Promise<PaperFiguresResult> {
-  const runs = await loadGridRuns(options.runs);
+  const loaded = await loadGridRuns(options.runs);
+  const runs = options.finishedOnly ? loaded.filter((r) => r.finished) : loaded;
   if (scored(runs).length === 0) {
     throw new RangeError(
       `Cannot draw figures from "${options.runs}": it holds no finished grid run`,
@@ -685,6 +688,12 @@ export async function writePaperFigures(options: PaperFiguresOptions): Promise<P
   const table = accuracyTable(runs);
   await writeTableFiles(table, accuracyDisplayTable(table), join(out, "accuracy_table"));
   files.push("accuracy_table.csv", "accuracy_table.md");
+  const cells = accuracyIntervalTable(runs);
+  await writeTableFiles(cells, accuracyIntervalDisplayTable(cells), join(out, "accuracy_ci"));
+  files.push("accuracy_ci.csv", "accuracy_ci.md");
+  const effects = effectsTable(runs);
+  await writeTableFiles(effects, effectsDisplayTable(effects), join(out, "effects"));
+  files.push("effects.csv", "effects.md");
   const storageFig = accuracyVsStorageFigure(runs);
   figures.push({ name: "accuracy_vs_storage", fig: storageFig });
   report.push(
@@ -697,6 +706,13 @@ export async function writePaperFigures(options: PaperFiguresOptions): Promise<P
     },
     storageFig,
     tableView(accuracyDisplayTable(table), { limit: 1000 }),
+    {
+      heading: "Effects with 95% intervals over seeds",
+      text: "Difference of mean test top-1 (percentage points) between the arm with a " +
+        "component and its baseline arm, per budget, with Welch's two-sided 95% t interval " +
+        "(unpaired, Welch-Satterthwaite degrees of freedom), next to the paper's difference.",
+    },
+    tableView(effectsDisplayTable(effects), { limit: 1000 }),
   );
   const abBudgets = ablationBudgets(runs);
   for (const b of abBudgets) {
