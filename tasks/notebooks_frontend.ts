@@ -102,6 +102,13 @@ async function prepareLive(source: string, liveRoot: string): Promise<string> {
   return copy;
 }
 
+function retryWarning(rejected: number, why: string): void {
+  console.warn(
+    `the notebook server refused ${rejected} message(s) of Deno's kernel as "Invalid ` +
+      `Signature" (${why.split("\n")[0]}); running the live notebook once more with a new kernel`,
+  );
+}
+
 async function main(args: string[]): Promise<number> {
   let values;
   try {
@@ -189,68 +196,87 @@ async function main(args: string[]): Promise<number> {
       }
     }
 
-    const page = await browser.newPage({ width: 1200, height: 900 });
-    try {
-      await page.goto(server.notebookUrl(relative(repo, resolve(live))));
-      await waitForNotebookPage(page, 120_000);
-      let run: LiveRunReport;
+    // Debian's Notebook server now and then refuses every message of a freshly started Deno
+    // kernel as "Invalid Signature" (jupyter_client's HMAC check); that fault, and only it, gets
+    // one more attempt with a new kernel session.
+    for (let attempt = 1, retry = true; retry; attempt++) {
+      retry = false;
+      const before = server.rejectedMessages;
+      const rejected = () => server!.rejectedMessages - before;
+      if (attempt > 1) await server.shutdownSessions().catch(() => {});
+      const page = await browser.newPage({ width: 1200, height: 900 });
       try {
-        run = await runNotebookLive(page, { timeoutMs: timeoutS * 1000 });
-      } catch (e) {
-        // reported here, then the browser and server are closed by the finally blocks
-        throw new LiveRunError(
-          `${live}: ${(e as Error).message}\nthe notebook server refused ` +
-            `${server.rejectedMessages} kernel message(s) as "Invalid Signature"; its log ends:\n` +
-            server.logTail,
+        await page.goto(server.notebookUrl(relative(repo, resolve(live))));
+        await waitForNotebookPage(page, 120_000);
+        let run: LiveRunReport;
+        try {
+          run = await runNotebookLive(page, { timeoutMs: timeoutS * 1000 });
+        } catch (e) {
+          if (attempt === 1 && rejected() > 0) {
+            retryWarning(rejected(), (e as Error).message);
+            retry = true;
+            continue;
+          }
+          // reported here, then the browser and server are closed by the finally blocks
+          throw new LiveRunError(
+            `${live}: ${(e as Error).message}\nthe notebook server refused ` +
+              `${rejected()} kernel message(s) as "Invalid Signature"; its log ends:\n` +
+              server.logTail,
+          );
+        }
+        for (const [i, png] of run.midRunScreenshots.entries()) {
+          await Deno.writeFile(join(out, `live-running-${i + 1}.png`), png);
+        }
+        const render = await waitForRendered(page, 120_000);
+        await Deno.writeFile(join(out, "live-done.png"), await notebookScreenshot(page));
+        const { midRunScreenshots: _, ...rest } = run;
+        liveResult = { ...rest, render };
+        const inPlace = run.maxCount === 1 && run.distinctHeadlines >= 3;
+        const ok = inPlace && run.failedCells.length === 0 && run.kernelEvents.length === 0 &&
+          run.droppedOutputs.length === 0 && rejected() === 0 && render.ok;
+        if (!ok && attempt === 1 && rejected() > 0) {
+          retryWarning(rejected(), "outputs missing");
+          retry = true;
+          continue;
+        }
+        if (!ok) failed++;
+        console.log(
+          `${ok ? "ok  " : "FAIL"} ${live} run through the front end in ${
+            run.seconds.toFixed(1)
+          } s: ` +
+            `progress display seen in ${run.distinctHeadlines} states, at most ${run.maxCount} ` +
+            `element(s); ${describe(render)}`,
         );
+        if (run.snapshots.length) {
+          const first = run.snapshots[0], last = run.snapshots[run.snapshots.length - 1];
+          console.log(`  first: ${first.headline}\n  last:  ${last.headline}`);
+        }
+        if (!inPlace) {
+          console.error(
+            `  the progress display did not update in place (need one element, >= 3 states)`,
+          );
+        }
+        for (const c of run.failedCells) console.error(`  ${c} did not finish cleanly`);
+        for (const e of run.kernelEvents) console.error(`  kernel event: ${e}`);
+        if (run.droppedOutputs.length) {
+          console.error(
+            `  the front end dropped ${run.droppedOutputs.length} output(s) that arrived after ` +
+              `their cell had finished: ${run.droppedOutputs.join(", ")}`,
+          );
+        }
+        if (rejected()) {
+          console.error(
+            `  the notebook server refused ${rejected()} message(s) of Deno's kernel ` +
+              `as "Invalid Signature": they never reached the page`,
+          );
+        }
+        if (!ok) console.error(`  the notebook server's log ends:\n${server.logTail}`);
+        for (const o of render.outputs.filter((o) => !o.ok)) {
+          console.error(`  cell ${o.cell} output ${o.output}: ${o.kind} not drawn (${o.detail})`);
+        }
+      } finally {
+        await page.close().catch(() => {});
       }
-      for (const [i, png] of run.midRunScreenshots.entries()) {
-        await Deno.writeFile(join(out, `live-running-${i + 1}.png`), png);
-      }
-      const render = await waitForRendered(page, 120_000);
-      await Deno.writeFile(join(out, "live-done.png"), await notebookScreenshot(page));
-      const { midRunScreenshots: _, ...rest } = run;
-      liveResult = { ...rest, render };
-      const inPlace = run.maxCount === 1 && run.distinctHeadlines >= 3;
-      const ok = inPlace && run.failedCells.length === 0 && run.kernelEvents.length === 0 &&
-        run.droppedOutputs.length === 0 && server.rejectedMessages === 0 && render.ok;
-      if (!ok) failed++;
-      console.log(
-        `${ok ? "ok  " : "FAIL"} ${live} run through the front end in ${
-          run.seconds.toFixed(1)
-        } s: ` +
-          `progress display seen in ${run.distinctHeadlines} states, at most ${run.maxCount} ` +
-          `element(s); ${describe(render)}`,
-      );
-      if (run.snapshots.length) {
-        const first = run.snapshots[0], last = run.snapshots[run.snapshots.length - 1];
-        console.log(`  first: ${first.headline}\n  last:  ${last.headline}`);
-      }
-      if (!inPlace) {
-        console.error(
-          `  the progress display did not update in place (need one element, >= 3 states)`,
-        );
-      }
-      for (const c of run.failedCells) console.error(`  ${c} did not finish cleanly`);
-      for (const e of run.kernelEvents) console.error(`  kernel event: ${e}`);
-      if (run.droppedOutputs.length) {
-        console.error(
-          `  the front end dropped ${run.droppedOutputs.length} output(s) that arrived after ` +
-            `their cell had finished: ${run.droppedOutputs.join(", ")}`,
-        );
-      }
-      if (server.rejectedMessages) {
-        console.error(
-          `  the notebook server refused ${server.rejectedMessages} message(s) of Deno's kernel ` +
-            `as "Invalid Signature": they never reached the page`,
-        );
-      }
-      if (!ok) console.error(`  the notebook server's log ends:\n${server.logTail}`);
-      for (const o of render.outputs.filter((o) => !o.ok)) {
-        console.error(`  cell ${o.cell} output ${o.output}: ${o.kind} not drawn (${o.detail})`);
-      }
-    } finally {
-      await page.close().catch(() => {});
     }
   } catch (e) {
     if (e instanceof LiveRunError) {

@@ -32,7 +32,37 @@ function notebook(cells: Array<{ source: string; outputs?: unknown[] }>): string
   });
 }
 
+/** A failure of one attempt, with how many kernel messages its server refused. */
+class AttemptError extends Error {
+  constructor(readonly original: unknown, readonly rejected: number) {
+    super((original as Error)?.message ?? String(original));
+  }
+}
+
+// Debian's Notebook server now and then refuses every message of a freshly started Deno kernel
+// as "Invalid Signature" (jupyter_client's HMAC check; seen twice in this project's CI-like checks, once
+// on an idle machine; the rerun right after passed). That one fault, and only it, earns one more
+// attempt with a new server and kernel; every other failure fails at once.
 Deno.test("notebook front end: a notebook run through the page draws its figure, table and image and updates its progress in place", async () => {
+  try {
+    await attempt();
+  } catch (e) {
+    if (!(e instanceof AttemptError) || e.rejected === 0) {
+      throw e instanceof AttemptError ? e.original : e;
+    }
+    console.warn(
+      `first attempt: the notebook server refused ${e.rejected} message(s) of Deno's kernel as ` +
+        `"Invalid Signature" (${e.message.split("\n")[0]}); trying once more with a new server`,
+    );
+    try {
+      await attempt();
+    } catch (e2) {
+      throw e2 instanceof AttemptError ? e2.original : e2;
+    }
+  }
+});
+
+async function attempt(): Promise<void> {
   await Deno.mkdir(join(ROOT, "out"), { recursive: true });
   const dir = await Deno.makeTempDir({ dir: join(ROOT, "out"), prefix: "test-frontend-" });
   const server = await JupyterServer.start({ root: dir });
@@ -85,9 +115,11 @@ Deno.test("notebook front end: a notebook run through the page draws its figure,
       Object.fromEntries(Object.entries(report.summary).map(([k, v]) => [k, v.ok])),
       { figure: 1, table: 1, image: 1, html: 1 },
     );
+  } catch (e) {
+    throw new AttemptError(e, server.rejectedMessages);
   } finally {
     await browser.close();
     await server.stop();
     await Deno.remove(dir, { recursive: true });
   }
-});
+}
