@@ -64,6 +64,114 @@ function scratchOf(n: number): Float32Array {
   return scratch.subarray(0, n);
 }
 
+/** One (batch, head) block of the fused qkv matrix: n rows, head width hd, model width c. */
+interface Block {
+  n: number;
+  hd: number;
+  c: number;
+  /** the row stride of qkv (3 c) */
+  c3: number;
+}
+
+/** `out = scale q k^T` for the block whose q starts at `row0` of `x`. */
+function blockScores(
+  blas: Blas,
+  g: Block,
+  x: Float32Array,
+  row0: number,
+  scale: number,
+  out: Float32Array,
+): void {
+  const { n, hd, c, c3 } = g;
+  blas.sgemm(
+    false,
+    true,
+    n,
+    n,
+    hd,
+    scale,
+    x.subarray(row0),
+    c3,
+    x.subarray(row0 + c),
+    c3,
+    0,
+    out,
+    n,
+  );
+}
+
+/** `out = a v` (rows of `out` strided by c). */
+function blockValues(
+  blas: Blas,
+  g: Block,
+  a: Float32Array,
+  x: Float32Array,
+  row0: number,
+  out: Float32Array,
+): void {
+  const { n, hd, c, c3 } = g;
+  blas.sgemm(false, false, n, hd, n, 1, a, n, x.subarray(row0 + 2 * c), c3, 0, out, c);
+}
+
+/** `dv = a^T dO` into `dx`, and `dP = dO v^T` into `dP`. */
+function blockGradValues(
+  blas: Blas,
+  g: Block,
+  a: Float32Array,
+  dO: Float32Array,
+  x: Float32Array,
+  row0: number,
+  dx: Float32Array,
+  dP: Float32Array,
+): void {
+  const { n, hd, c, c3 } = g;
+  blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
+  blas.sgemm(false, true, n, n, hd, 1, dO, c, x.subarray(row0 + 2 * c), c3, 0, dP, n);
+}
+
+/** `dq = scale dS k` and `dk = scale dS^T q` into `dx`. */
+function blockGradQK(
+  blas: Blas,
+  g: Block,
+  dS: Float32Array,
+  x: Float32Array,
+  row0: number,
+  scale: number,
+  dx: Float32Array,
+): void {
+  const { n, hd, c, c3 } = g;
+  blas.sgemm(
+    false,
+    false,
+    n,
+    hd,
+    n,
+    scale,
+    dS,
+    n,
+    x.subarray(row0 + c),
+    c3,
+    0,
+    dx.subarray(row0),
+    c3,
+  );
+  blas.sgemm(
+    true,
+    false,
+    n,
+    hd,
+    n,
+    scale,
+    dS,
+    n,
+    x.subarray(row0),
+    c3,
+    0,
+    dx.subarray(row0 + c),
+    c3,
+  );
+}
+
 interface AttentionAttrs {
   batch: number;
   seq: number;
@@ -82,6 +190,7 @@ function attentionKernel(
   const c3 = qkv.shape[1];
   const c = c3 / 3;
   const hd = c / heads;
+  const g: Block = { n: seq, hd, c, c3 };
   const n = seq;
   const out = backend.makeOutput([batch * n, c], "float32");
   const probs = backend.makeOutput([batch * heads, n, n], "float32");
@@ -102,21 +211,7 @@ function attentionKernel(
       const pOff = (b * heads + h) * n * n;
       const pbh = p.subarray(pOff, pOff + n * n);
       // scores = scale q k^T, straight from the strided q and k columns of qkv
-      blas.sgemm(
-        false,
-        true,
-        n,
-        n,
-        hd,
-        scale,
-        x.subarray(row0),
-        c3,
-        x.subarray(row0 + c),
-        c3,
-        0,
-        pbh,
-        n,
-      );
+      blockScores(blas, g, x, row0, scale, pbh);
       for (let i = 0; i < n; i++) {
         const r = i * n;
         let max = -Infinity;
@@ -135,21 +230,7 @@ function attentionKernel(
         for (let i = 0; i < n * n; i++) used[i] = pbh[i] * m[pOff + i];
         a = used;
       }
-      blas.sgemm(
-        false,
-        false,
-        n,
-        hd,
-        n,
-        1,
-        a,
-        n,
-        x.subarray(row0 + 2 * c),
-        c3,
-        0,
-        o.subarray(b * n * c + h * hd),
-        c,
-      );
+      blockValues(blas, g, a, x, row0, o.subarray(b * n * c + h * hd));
     }
   }
   return [out, probs];
@@ -202,6 +283,7 @@ function attentionNative(
 ): void {
   const c3 = 3 * c;
   const hd = c / heads;
+  const g: Block = { n, hd, c, c3 };
   const nn = n * n;
   const blocks = batch * heads;
   const chunk = blocksPerChunk(n, blocks);
@@ -212,21 +294,7 @@ function attentionNative(
       const b = Math.floor(i / heads);
       const row0 = b * n * c3 + (i % heads) * hd;
       const pbh = p.subarray(i * nn, (i + 1) * nn);
-      blas.sgemm(
-        false,
-        true,
-        n,
-        n,
-        hd,
-        scale,
-        x.subarray(row0),
-        c3,
-        x.subarray(row0 + c),
-        c3,
-        0,
-        pbh,
-        n,
-      );
+      blockScores(blas, g, x, row0, scale, pbh);
     }
     k.softmaxRows(
       p.subarray(first * nn, last * nn),
@@ -242,21 +310,7 @@ function attentionNative(
       const a = used === undefined
         ? p.subarray(i * nn, (i + 1) * nn)
         : used.subarray((i - first) * nn, (i - first + 1) * nn);
-      blas.sgemm(
-        false,
-        false,
-        n,
-        hd,
-        n,
-        1,
-        a,
-        n,
-        x.subarray(row0 + 2 * c),
-        c3,
-        0,
-        o.subarray(b * n * c + h * hd),
-        c,
-      );
+      blockValues(blas, g, a, x, row0, o.subarray(b * n * c + h * hd));
     }
   }
 }
@@ -278,6 +332,7 @@ function attentionGradNative(
 ): void {
   const c3 = 3 * c;
   const hd = c / heads;
+  const g: Block = { n, hd, c, c3 };
   const nn = n * n;
   const blocks = batch * heads;
   const chunk = blocksPerChunk(n, blocks);
@@ -298,22 +353,7 @@ function attentionGradNative(
         ? p.subarray(i * nn, (i + 1) * nn)
         : used.subarray(j * nn, (j + 1) * nn);
       const dO = dy.subarray(b * n * c + h * hd);
-      blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
-      blas.sgemm(
-        false,
-        true,
-        n,
-        n,
-        hd,
-        1,
-        dO,
-        c,
-        x.subarray(row0 + 2 * c),
-        c3,
-        0,
-        dS.subarray(j * nn, (j + 1) * nn),
-        n,
-      );
+      blockGradValues(blas, g, a, dO, x, row0, dx, dS.subarray(j * nn, (j + 1) * nn));
     }
     k.softmaxRowsGrad(dS.subarray(0, (last - first) * nn), pc, mc, (last - first) * n, n);
     for (let i = first; i < last; i++) {
@@ -322,36 +362,7 @@ function attentionGradNative(
       const row0 = b * n * c3 + h * hd;
       const j = i - first;
       const dSb = dS.subarray(j * nn, (j + 1) * nn);
-      blas.sgemm(
-        false,
-        false,
-        n,
-        hd,
-        n,
-        scale,
-        dSb,
-        n,
-        x.subarray(row0 + c),
-        c3,
-        0,
-        dx.subarray(row0),
-        c3,
-      );
-      blas.sgemm(
-        true,
-        false,
-        n,
-        hd,
-        n,
-        scale,
-        dSb,
-        n,
-        x.subarray(row0),
-        c3,
-        0,
-        dx.subarray(row0 + c),
-        c3,
-      );
+      blockGradQK(blas, g, dSb, x, row0, scale, dx);
     }
   }
 }
@@ -369,6 +380,7 @@ function attentionGradKernel(
   const c3 = qkv.shape[1];
   const c = c3 / 3;
   const hd = c / heads;
+  const g: Block = { n: seq, hd, c, c3 };
   const n = seq;
   const dqkv = backend.makeOutput([batch * n, c3], "float32");
   const buffer = backend.wasm.HEAPU8.buffer;
@@ -396,10 +408,8 @@ function attentionGradKernel(
         for (let i = 0; i < n * n; i++) used[i] = pbh[i] * m[pOff + i];
         a = used;
       }
-      // dv = P_used^T dO
-      blas.sgemm(true, false, n, hd, n, 1, a, n, dO, c, 0, dx.subarray(row0 + 2 * c), c3);
-      // dP = dO v^T (then the dropout mask)
-      blas.sgemm(false, true, n, n, hd, 1, dO, c, x.subarray(row0 + 2 * c), c3, 0, dS, n);
+      // dv = P_used^T dO, dP = dO v^T (then the dropout mask)
+      blockGradValues(blas, g, a, dO, x, row0, dx, dS);
       if (m !== undefined) { for (let i = 0; i < n * n; i++) dS[i] *= m[pOff + i]; }
       // dS = P (dP - rowsum(dP P))
       for (let i = 0; i < n; i++) {
@@ -409,36 +419,7 @@ function attentionGradKernel(
         for (let j = 0; j < n; j++) dS[r + j] = pbh[r + j] * (dS[r + j] - dot);
       }
       // dq = scale dS k, dk = scale dS^T q
-      blas.sgemm(
-        false,
-        false,
-        n,
-        hd,
-        n,
-        scale,
-        dS,
-        n,
-        x.subarray(row0 + c),
-        c3,
-        0,
-        dx.subarray(row0),
-        c3,
-      );
-      blas.sgemm(
-        true,
-        false,
-        n,
-        hd,
-        n,
-        scale,
-        dS,
-        n,
-        x.subarray(row0),
-        c3,
-        0,
-        dx.subarray(row0 + c),
-        c3,
-      );
+      blockGradQK(blas, g, dS, x, row0, scale, dx);
     }
   }
   return dqkv;
