@@ -1,0 +1,14 @@
+#!/bin/sh
+# How results/grid-v2-sincos is run (issue 13): the no-MTM ablation of grid v2 on 600 images with
+# one change, the from-scratch classifier's position table initialised from the 2-D sin-cos table
+# (still learned) instead of timm's trunc-normal 0.02 (configs/grid_fmnist_v2_sincos.json:
+# finetune.model.posEmbedInit). One run at a time (the other core runs grid v2). Ordered so that
+# the baseline's three seeds come first, then TokenAdapt and its identity arm, then the rest.
+# From the repository root:
+#   nohup setsid sh results/grid-v2-sincos/run_phases.sh >> results/grid-v2-sincos/ablate.log 2>&1 &
+set -e
+export SEITPP_BLAS_THREADS=1
+run() { deno task ablate --grid configs/grid_fmnist_v2_sincos.json --out results/grid-v2-sincos --jobs 1 "$@"; }
+run --cells='[{"budgets":["fm8-600"],"arms":["seit"]}]'
+run --cells='[{"budgets":["fm8-600"],"arms":["ta","ita"]}]'
+run
