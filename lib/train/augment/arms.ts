@@ -56,7 +56,12 @@ export interface AugmentArmSwitches {
 
 const TA = "tokenadapt" as const;
 const SWITCHES: Record<AugmentArm, AugmentArmSwitches> = {
-  seit: { tokenAdapt: false, colorAdapt: false, tokenAdaptGeometry: "augment", tokenAdaptSource: TA },
+  seit: {
+    tokenAdapt: false,
+    colorAdapt: false,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: TA,
+  },
   coloradapt: {
     tokenAdapt: false,
     colorAdapt: true,
@@ -69,7 +74,12 @@ const SWITCHES: Record<AugmentArm, AugmentArmSwitches> = {
     tokenAdaptGeometry: "augment",
     tokenAdaptSource: TA,
   },
-  seitpp: { tokenAdapt: true, colorAdapt: true, tokenAdaptGeometry: "augment", tokenAdaptSource: TA },
+  seitpp: {
+    tokenAdapt: true,
+    colorAdapt: true,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: TA,
+  },
   "identity-tokenadapt": {
     tokenAdapt: true,
     colorAdapt: false,

@@ -611,7 +611,13 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
       // 3b'. the oracle TokenAdapt half: T(Mix(A(x))) from the records' pixels, the same draws
       if (half > 0 && oracle !== null) {
         const tries: RrcTry[][] = [];
-        const gp = drawGeometricParams([half, q.dim, 2 * n, 2 * n], 2 * c.size, geometry, rng, tries);
+        const gp = drawGeometricParams(
+          [half, q.dim, 2 * n, 2 * n],
+          2 * c.size,
+          geometry,
+          rng,
+          tries,
+        );
         record.geometric = gp;
         record.geometricCrops = tries.map(acceptedTry);
         const la = labels === null ? null : labels.subarray(nBase);

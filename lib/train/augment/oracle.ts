@@ -282,7 +282,8 @@ export async function openTokenAdaptOracle(
     }
     const all = loaded.images;
     const N = all.shape[0];
-    const idx = await budgetIndices(files.train) ?? Array.from({ length: data.length }, (_, i) => i);
+    const idx = await budgetIndices(files.train) ??
+      Array.from({ length: data.length }, (_, i) => i);
     if (idx.length !== data.length) {
       throw new RangeError(
         `Cannot map the ${data.length} records of "${files.train}" to images: its budget.json lists ${idx.length}`,
@@ -291,7 +292,9 @@ export async function openTokenAdaptOracle(
     const bad = idx.findIndex((i) => i >= N);
     if (bad >= 0) {
       throw new RangeError(
-        `Cannot map record ${bad} of "${files.train}" to image ${idx[bad]}: "${files.images}" has ${N} images`,
+        `Cannot map record ${bad} of "${files.train}" to image ${
+          idx[bad]
+        }: "${files.images}" has ${N} images`,
       );
     }
     const per = all.data.length / N;
@@ -343,7 +346,9 @@ export async function verifyOracle(
   if (agreement < ORACLE_MIN_AGREEMENT.overall || worst.agree < ORACLE_MIN_AGREEMENT.record) {
     throw new OracleMismatchError(
       `The images of "${files.images}" do not match the tokens of "${files.train}": ` +
-        `re-tokenized, ${(100 * agreement).toFixed(2)}% of the codes agree (record ${worst.record}: ` +
+        `re-tokenized, ${
+          (100 * agreement).toFixed(2)
+        }% of the codes agree (record ${worst.record}: ` +
         `${(100 * worst.agree).toFixed(1)}%); the oracle needs >= ${
           100 * ORACLE_MIN_AGREEMENT.overall
         }% overall and >= ${

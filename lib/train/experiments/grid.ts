@@ -480,7 +480,9 @@ export function checkGridConfig(g: GridConfig, source = "<grid>"): void {
           if (t.images == null || t.tokenizer == null) {
             throw bad(
               `cells[${i}]: arm "${arm}" re-tokenizes the training images but token set "${b.tokens}" ` +
-                `names no ${t.images == null ? "images" : "tokenizer"} (tokens.${b.tokens}.images: ` +
+                `names no ${
+                  t.images == null ? "images" : "tokenizer"
+                } (tokens.${b.tokens}.images: ` +
                 `the idx images its train file was made from; tokens.${b.tokens}.tokenizer: the tokenizer folder)`,
             );
           }
