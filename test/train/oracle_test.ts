@@ -26,6 +26,7 @@ import {
   createAugmentStep,
   createTokenAdaptOracle,
   expandGrid,
+  gridRecipes,
   type GridRunSpec,
   identityGeometry,
   openRunAugment,
@@ -362,4 +363,33 @@ Deno.test("the oracle arm is refused, by name, without its images or tokenizer",
     (e: Error) =>
       e instanceof RangeError && /arm "ota" re-tokenizes .* names no images/.test(e.message),
   );
+});
+
+Deno.test("deno task recipe --arm ota: the TokenAdapt half is the oracle, with its files; ta's is TokenAdapt's", async () => {
+  const g = resolveGridConfig(await readConfigFile("configs/grid_fmnist_v2.json"), "v2");
+  const budgets = await plannedBudgets(g, "results/grid-v2/data");
+  const [ota] = gridRecipes(g, budgets, "ota");
+  const [ta] = gridRecipes(g, budgets, "ta");
+  assert.equal(ota.finetune!.arm, "oracle-tokenadapt");
+  assert.equal(ota.finetune!.tokenAdaptHalf.source, "oracle");
+  assert.deepEqual(ota.finetune!.tokenAdaptHalf.oracle, {
+    images: IMAGES,
+    tokenizer: "data/fmnist8",
+  });
+  assert.equal(ta.finetune!.tokenAdaptHalf.source, "tokenadapt");
+  assert.equal(ta.finetune!.tokenAdaptHalf.oracle, null);
+  // everything else of the step is ta's
+  const strip = (r: typeof ota.finetune) =>
+    JSON.parse(
+      JSON.stringify({
+        ...r,
+        arm: null,
+        tokenAdaptHalf: { ...r!.tokenAdaptHalf, source: null, oracle: null },
+      }),
+    );
+  assert.deepEqual(strip(ota.finetune), strip(ta.finetune));
+  const { recipeLines } = await import("../../tasks/recipe.ts");
+  const text = recipeLines(ota.finetune!).join("\n");
+  assert.match(text, /TokenAdapt half \(50% of the batch\), ORACLE \(no f, no g\)/);
+  assert.match(text, /T\(Mix\(A\(x\)\)\)/);
 });

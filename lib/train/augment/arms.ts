@@ -183,7 +183,7 @@ export const METHOD_ARMS = {
     label: "oracle TokenAdapt (re-tokenized pixels)",
     augment: "oracle-tokenadapt",
     mtm: false,
-    color: "#17becf",
+    color: "#e377c2",
   },
   pixel: { label: "Pixels (ViT)", augment: null, mtm: false, color: "#7f7f7f" },
 } as const satisfies Record<string, MethodArmSpec>;
