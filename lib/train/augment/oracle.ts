@@ -11,7 +11,11 @@
  * mixing sits between the warp and the crop: Mixup blends the two warped frames with the
  * drawn lambda; CutMix pastes the drawn box, its corners scaled from the `2m` grid to the
  * frame. The soft targets come from the same lambda and labels, so they are the TokenAdapt
- * half's targets exactly.
+ * half's targets exactly. The colour step is drawn for the whole batch as in the `ta` arm; where
+ * its op (Emb-Noise) touches a sample of this half, the step applies it, with the same draws, to
+ * the oracle's embeddings of that sample (in `ta` it acts on f's input): a perfect,
+ * equivariant TokenAdapt would carry the noisy map through A, and i.i.d. noise looks the same
+ * after the warp. Every draw, in order, is the `ta` step's (tested).
  *
  * {@linkcode openTokenAdaptOracle} loads what it needs once per run: the idx images of the
  * full training set the tokens were made from, the tokenizer (encoder too), and which image
