@@ -28,7 +28,7 @@ TokenAdapt second) the crop range, flip, affine chain and mixing.
                      folder's config.json
   <grid.json>        a grid config (deno task ablate): one recipe per method arm
   --arm NAME         only this arm of a grid (seit, seit_mtm, seitpp_nomtm, seitpp, ca, ta,
-                     ca_mtm, ta_mtm, ita, pixel)
+                     ca_mtm, ta_mtm, ita, ota, pixel)
   --phase P          pretrain | finetune, for a config file whose name does not say
   --json             print JSON
   -h, --help         this text`;
@@ -155,7 +155,17 @@ export function recipeLines(r: RecipeDescription): string[] {
     const mx = r.mixup.tokenAdapt
       ? `; mix: mixup ${r.mixup.tokenAdapt.mixupAlpha} / cutmix ${r.mixup.tokenAdapt.cutmixAlpha}`
       : "";
-    out.push(`  TokenAdapt half (${pct(t.fraction)} of the batch): f -> ${geo}${mx} -> g`);
+    if (t.source === "oracle") {
+      out.push(
+        `  TokenAdapt half (${pct(t.fraction)} of the batch), ORACLE (no f, no g): the records' ` +
+          `pixel images (${t.oracle?.images}) padded to the tokenizer's frame -> ${geo}` +
+          `${mx} (the same draws, scaled to the frame) -> crop, clip -> the tokenizer's codes ` +
+          `(${t.oracle?.tokenizer}), T(Mix(A(x))); the colour op's draws on these samples ` +
+          `applied to their embeddings`,
+      );
+    } else {
+      out.push(`  TokenAdapt half (${pct(t.fraction)} of the batch): f -> ${geo}${mx} -> g`);
+    }
   }
   if (r.mixup.labelSmoothing !== null) out.push(`  label smoothing ${r.mixup.labelSmoothing}`);
   return out;

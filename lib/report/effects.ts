@@ -1,7 +1,8 @@
 /**
  * The paper's questions as effects with 95% intervals over seeds: for each component (MTM,
- * ColorAdapt, TokenAdapt, identity-TokenAdapt, both) and each budget, the difference of mean
- * test top-1 between the arm with the component and its baseline arm, with Welch's t
+ * ColorAdapt, TokenAdapt, identity-TokenAdapt, oracle TokenAdapt, both) and each budget, the
+ * difference of mean test top-1 between the arm with the component and its baseline arm,
+ * with Welch's t
  * interval (./intervals.ts), next to the paper's difference (REFERENCE.md section 7); and
  * every (method, budget) cell's mean with its t interval. Only finished runs count.
  *
@@ -103,6 +104,20 @@ export const EFFECTS: readonly EffectSpec[] = [
     label: "TokenAdapt's augmentation beyond f -> g (TokenAdapt only vs identity)",
     arm: "ta",
     baseline: "ita",
+    paper: () => null,
+  },
+  {
+    id: "oracle_tokenadapt",
+    label: "oracle TokenAdapt, T(Mix(A(x))) from pixels (vs SeiT)",
+    arm: "ota",
+    baseline: "seit",
+    paper: () => null,
+  },
+  {
+    id: "tokenadapt_vs_oracle",
+    label: "TokenAdapt vs oracle (TokenAdapt only vs oracle TokenAdapt)",
+    arm: "ta",
+    baseline: "ota",
     paper: () => null,
   },
   {

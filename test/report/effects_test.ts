@@ -52,6 +52,9 @@ Deno.test("effectsTable: the committed results/grid's differences of means, Welc
   assert.equal(shown.length, rows.length);
   assert.ok(shown.every((r) => ["helps", "hurts", "not resolved"].includes(r.verdict as string)));
   assert.ok(EFFECTS.some((e) => e.arm === "ita"));
+  // the oracle TokenAdapt arm against SeiT, and TokenAdapt against it
+  assert.ok(EFFECTS.some((e) => e.arm === "ota" && e.baseline === "seit"));
+  assert.ok(EFFECTS.some((e) => e.arm === "ta" && e.baseline === "ota"));
 });
 
 Deno.test("accuracyIntervalTable: each cell's mean with t(0.975, n - 1) s / sqrt(n)", async () => {

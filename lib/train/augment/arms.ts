@@ -7,7 +7,9 @@
  *   `coloradapt` / `tokenadapt` (one SeiT++ component added), `seitpp` (both: the section-6
  *   step), and `identity-tokenadapt` (the TokenAdapt half goes through f then g with the
  *   identity geometric transform: it separates g's reconstruction error from the
- *   augmentation);
+ *   augmentation), and `oracle-tokenadapt` (the TokenAdapt half's tokens are the tokenizer's
+ *   codes of the records' pixel images under the same drawn transform and mixing: what a
+ *   perfect TokenAdapt would give; ./oracle.ts);
  * - MTM pre-training or not. A fine-tuning arm with MTM starts from an MTM run pre-trained
  *   with the same arm's pre-training step: TokenAdapt arms pre-train with the TokenAdapt half
  *   (as the reference's SeiT++ does), the others without ({@linkcode pretrainArmOf}).
@@ -31,6 +33,7 @@ export const AUGMENT_ARMS = [
   "tokenadapt",
   "seitpp",
   "identity-tokenadapt",
+  "oracle-tokenadapt",
 ] as const;
 
 /** An augmentation arm. */
@@ -47,14 +50,49 @@ export interface AugmentArmSwitches {
   colorAdapt: boolean;
   /** The TokenAdapt half's geometry. */
   tokenAdaptGeometry: "augment" | "identity";
+  /** Where the TokenAdapt half's tokens come from: TokenAdapt's f and g, or the oracle. */
+  tokenAdaptSource: "tokenadapt" | "oracle";
 }
 
+const TA = "tokenadapt" as const;
 const SWITCHES: Record<AugmentArm, AugmentArmSwitches> = {
-  seit: { tokenAdapt: false, colorAdapt: false, tokenAdaptGeometry: "augment" },
-  coloradapt: { tokenAdapt: false, colorAdapt: true, tokenAdaptGeometry: "augment" },
-  tokenadapt: { tokenAdapt: true, colorAdapt: false, tokenAdaptGeometry: "augment" },
-  seitpp: { tokenAdapt: true, colorAdapt: true, tokenAdaptGeometry: "augment" },
-  "identity-tokenadapt": { tokenAdapt: true, colorAdapt: false, tokenAdaptGeometry: "identity" },
+  seit: {
+    tokenAdapt: false,
+    colorAdapt: false,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: TA,
+  },
+  coloradapt: {
+    tokenAdapt: false,
+    colorAdapt: true,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: TA,
+  },
+  tokenadapt: {
+    tokenAdapt: true,
+    colorAdapt: false,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: TA,
+  },
+  seitpp: {
+    tokenAdapt: true,
+    colorAdapt: true,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: TA,
+  },
+  "identity-tokenadapt": {
+    tokenAdapt: true,
+    colorAdapt: false,
+    tokenAdaptGeometry: "identity",
+    tokenAdaptSource: TA,
+  },
+  // the TokenAdapt arm with the oracle's tokens in its TokenAdapt half
+  "oracle-tokenadapt": {
+    tokenAdapt: true,
+    colorAdapt: false,
+    tokenAdaptGeometry: "augment",
+    tokenAdaptSource: "oracle",
+  },
 };
 
 /**
@@ -69,7 +107,7 @@ export function isAugmentArm(v: unknown): v is AugmentArm {
 /**
  * The switches of an arm.
  * @param arm the arm
- * @returns TokenAdapt, ColorAdapt and the TokenAdapt half's geometry
+ * @returns TokenAdapt, ColorAdapt, the TokenAdapt half's geometry and token source
  * @throws {RangeError} for an unknown arm (the known ones listed)
  */
 export function augmentArmSwitches(arm: AugmentArm): AugmentArmSwitches {
@@ -102,7 +140,7 @@ export function augmentStepForArm(
 
 /**
  * The pre-training arm an MTM fine-tuning arm starts from: with the TokenAdapt half when the
- * arm uses TokenAdapt (the reference's SeiT++), else without.
+ * arm uses TokenAdapt (the reference's SeiT++; the oracle arm too), else without.
  * @param arm the fine-tuning arm
  * @returns `seitpp` or `seit`
  */
@@ -140,6 +178,12 @@ export const METHOD_ARMS = {
     augment: "identity-tokenadapt",
     mtm: false,
     color: "#bcbd22",
+  },
+  ota: {
+    label: "oracle TokenAdapt (re-tokenized pixels)",
+    augment: "oracle-tokenadapt",
+    mtm: false,
+    color: "#e377c2",
   },
   pixel: { label: "Pixels (ViT)", augment: null, mtm: false, color: "#7f7f7f" },
 } as const satisfies Record<string, MethodArmSpec>;

@@ -8,7 +8,9 @@
  * Presets are the augmentation arms of ./arms.ts (REFERENCE.md sections 2, 3 and 6):
  * fine-tuning `seit` = the SeiT augmentations (token RRC, CutMix, Emb-Noise), `coloradapt` /
  * `tokenadapt` = one SeiT++ component added, `seitpp` = both (the section-6 step),
- * `identity-tokenadapt` = f -> g with no geometric change; pre-training `seit` = token RRC
+ * `identity-tokenadapt` = f -> g with no geometric change, `oracle-tokenadapt` = the TokenAdapt
+ * half's tokens re-tokenized from the records' pixels (./oracle.ts; keys `oracleImages`,
+ * `oracleTokenizer`); pre-training `seit` = token RRC
  * only, `seitpp` = with the TokenAdapt half (the reference's SeiT++ pre-training). `null`
  * keeps the recipe's plain crop with hard labels.
  *
@@ -16,7 +18,9 @@
  */
 import { dirname, join } from "node:path";
 import { TokenAdapt } from "../../adapters/mod.ts";
-import { CodeQuantizer, loadCodebook } from "../../tokens/mod.ts";
+import { CodeQuantizer, loadCodebook, openTokenDataset } from "../../tokens/mod.ts";
+import type { TokenSource } from "../engine/loop.ts";
+import { type OpenedOracle, openTokenAdaptOracle } from "./oracle.ts";
 import { AUGMENT_ARMS, type AugmentArm, augmentStepForArm, PRETRAIN_AUGMENT_ARMS } from "./arms.ts";
 import {
   type AugmentStep,
@@ -46,6 +50,13 @@ export interface RunAugmentKeys {
   codebook: string | null;
   /** TokenAdapt weights (`TokenAdapt.load`); needed by the presets that use TokenAdapt. */
   tokenAdaptWeights: string | null;
+  /**
+   * The oracle arm's pixel images: idx images of the full training set the tokens were made
+   * from (a grid budget's `budget.json` next to `data.train` maps its records to them).
+   */
+  oracleImages: string | null;
+  /** The oracle arm's tokenizer folder (`tokenizer.json` + `tokenizer.safetensors`). */
+  oracleTokenizer: string | null;
 }
 
 /** Defaults of {@linkcode RunAugmentKeys}: no augmentation step. */
@@ -55,6 +66,8 @@ export const RUN_AUGMENT_DEFAULTS: RunAugmentKeys = {
   augmentSettings: {},
   codebook: null,
   tokenAdaptWeights: null,
+  oracleImages: null,
+  oracleTokenizer: null,
 };
 
 const FINETUNE_PRESETS: readonly RunAugmentPreset[] = AUGMENT_ARMS;
@@ -67,7 +80,12 @@ const PRETRAIN_PRESETS: readonly RunAugmentPreset[] = PRETRAIN_AUGMENT_ARMS;
  */
 export function runAugmentSchema(kind: "pretrain" | "finetune"): ConfigSchema {
   return {
-    nullable: { codebook: "string", tokenAdaptWeights: "string" },
+    nullable: {
+      codebook: "string",
+      tokenAdaptWeights: "string",
+      oracleImages: "string",
+      oracleTokenizer: "string",
+    },
     choices: {
       augment: [null, ...(kind === "pretrain" ? PRETRAIN_PRESETS : FINETUNE_PRESETS)],
       recipe: [RECIPE_VERSION],
@@ -120,8 +138,36 @@ export function runAugmentStepConfig(
   );
 }
 
+/** Whether a step runs TokenAdapt's networks (its TokenAdapt half, not the oracle's). */
+function usesTokenAdaptNets(step: ResolvedAugmentStepConfig): boolean {
+  return step.tokenAdapt && step.tokenAdaptSource === "tokenadapt";
+}
+
+/** Whether a step's TokenAdapt half is the oracle. */
+function usesOracle(step: ResolvedAugmentStepConfig): boolean {
+  return step.tokenAdapt && step.tokenAdaptSource === "oracle";
+}
+
+function checkOracleFiles(
+  step: ResolvedAugmentStepConfig,
+  images: string | null | undefined,
+  tokenizer: string | null | undefined,
+): void {
+  if (!usesOracle(step)) return;
+  const missing = [
+    ...(images == null ? ["oracleImages (the idx images the training tokens were made from)"] : []),
+    ...(tokenizer == null ? ["oracleTokenizer (the tokenizer folder, e.g. data/fmnist8)"] : []),
+  ];
+  if (missing.length > 0) {
+    throw new TypeError(
+      `The oracle TokenAdapt half re-tokenizes the training records' pixel images, so it needs ` +
+        `config key${missing.length > 1 ? "s" : ""} ${missing.join(" and ")}`,
+    );
+  }
+}
+
 function checkTokenAdaptWeights(step: ResolvedAugmentStepConfig, weights: string | null): void {
-  if (step.tokenAdapt && weights === null) {
+  if (usesTokenAdaptNets(step) && weights === null) {
     throw new TypeError(
       `Config key "tokenAdaptWeights": the augmentation step uses TokenAdapt, so it needs ` +
         `TokenAdapt weights (e.g. results/tokenadapt/fmnist8/tokenadapt.safetensors for ` +
@@ -132,7 +178,8 @@ function checkTokenAdaptWeights(step: ResolvedAugmentStepConfig, weights: string
 
 /**
  * Check a run's augmentation keys without loading anything: the preset exists for the
- * recipe, the settings are valid, TokenAdapt weights are named when the step uses them.
+ * recipe, the settings are valid, TokenAdapt weights are named when the step uses them, the
+ * oracle's images and tokenizer when its TokenAdapt half is the oracle.
  * @param kind which recipe
  * @param config the run config ({@linkcode RunAugmentKeys} and the resolved model)
  * @returns the step settings, or null when `augment` is null
@@ -157,6 +204,7 @@ export function checkRunAugment(
     kind === "finetune" ? config.smoothing as number | undefined : undefined,
   );
   checkTokenAdaptWeights(step, config.tokenAdaptWeights);
+  checkOracleFiles(step, config.oracleImages, config.oracleTokenizer);
   return step;
 }
 
@@ -168,38 +216,82 @@ export interface OpenedAugmentStep {
   dispose(): void;
 }
 
+/** The files of an oracle TokenAdapt half and the training records it checks them against. */
+export interface OracleInputs {
+  /** Idx images of the full training set. */
+  images: string | null;
+  /** The tokenizer folder. */
+  tokenizer: string | null;
+  /** The training token file. */
+  train: string;
+  /** Its records (opened from `train` when not given). */
+  data?: TokenSource;
+}
+
 /**
  * Build an augmentation step: load the codebook (checked against the model's size) and,
- * when the step uses TokenAdapt, its weights.
+ * when the step uses TokenAdapt, its weights; when its TokenAdapt half is the oracle, the
+ * training records' images and the tokenizer (checked against the stored tokens).
  *
  * @param config the step settings
- * @param files `codebook`, `tokenAdaptWeights`, the model's `codebookSize`
+ * @param files `codebook`, `tokenAdaptWeights`, the model's `codebookSize`, and `oracle`
+ * @param trace called with every application's record
  * @returns the step and its disposer
- * @throws {TypeError} when TokenAdapt is on and no weights are given (key named)
+ * @throws {TypeError} when TokenAdapt is on and no weights are given, or the oracle's files
+ *   are not named (keys named)
+ * @throws {OracleMismatchError} when the oracle's images are not the training tokens' images
  */
 export async function openAugmentStep(
   config: AugmentStepConfig,
-  files: { codebook: string; tokenAdaptWeights: string | null; codebookSize: number },
+  files: {
+    codebook: string;
+    tokenAdaptWeights: string | null;
+    codebookSize: number;
+    oracle?: OracleInputs;
+  },
   trace?: (record: AugmentStepRecord) => void,
 ): Promise<OpenedAugmentStep> {
   const resolved = resolveAugmentStepConfig(config);
   checkTokenAdaptWeights(resolved, files.tokenAdaptWeights);
+  checkOracleFiles(resolved, files.oracle?.images, files.oracle?.tokenizer);
+  if (usesOracle(resolved) && files.oracle === undefined) {
+    throw new TypeError("Cannot open the oracle TokenAdapt half without its training data file");
+  }
   const quantizer = CodeQuantizer.from(
     await loadCodebook(files.codebook, { size: files.codebookSize }),
   );
   let ta: TokenAdapt | null = null;
+  let oracle: OpenedOracle | null = null;
   try {
-    if (resolved.tokenAdapt) ta = (await TokenAdapt.load(files.tokenAdaptWeights!)).model;
-    const step = createAugmentStep(resolved, { quantizer, tokenAdapt: ta, trace });
+    if (usesTokenAdaptNets(resolved)) {
+      ta = (await TokenAdapt.load(files.tokenAdaptWeights!)).model;
+    }
+    if (usesOracle(resolved)) {
+      const o = files.oracle!;
+      const data = o.data ??
+        await openTokenDataset(o.train, { codebookSize: files.codebookSize });
+      oracle = await openTokenAdaptOracle(
+        { images: o.images!, tokenizer: o.tokenizer!, train: o.train },
+        data,
+      );
+    }
+    const step = createAugmentStep(resolved, {
+      quantizer,
+      tokenAdapt: ta,
+      oracle: oracle?.oracle ?? null,
+      trace,
+    });
     return {
       step,
       dispose() {
         ta?.dispose();
+        oracle?.dispose();
         quantizer.dispose();
       },
     };
   } catch (e) {
     ta?.dispose();
+    oracle?.dispose();
     quantizer.dispose();
     throw e;
   }
@@ -212,6 +304,8 @@ export async function openAugmentStep(
  * @param config the run config: {@linkcode RunAugmentKeys}, `data.train`, the model's
  *   `gridSide`, `codebookSize` and (fine-tuning) `numClasses`
  * @param trace called with every application's record (draw traces)
+ * @param data the training records when the caller opened them (the oracle checks its images
+ *   against them; else it opens `data.train`)
  * @returns the opened step, or null
  */
 export async function openRunAugment(
@@ -221,6 +315,7 @@ export async function openRunAugment(
     model: { gridSide?: unknown; codebookSize?: unknown; numClasses?: unknown };
   },
   trace?: (record: AugmentStepRecord) => void,
+  data?: TokenSource,
 ): Promise<OpenedAugmentStep | null> {
   const step = checkRunAugment(kind, config);
   if (step === null) return null;
@@ -229,6 +324,14 @@ export async function openRunAugment(
     codebook: config.codebook ?? join(dirname(config.data.train), "codebook.safetensors"),
     tokenAdaptWeights: config.tokenAdaptWeights,
     codebookSize: m.codebookSize as number,
+    oracle: usesOracle(step)
+      ? {
+        images: config.oracleImages ?? null,
+        tokenizer: config.oracleTokenizer ?? null,
+        train: config.data.train,
+        data,
+      }
+      : undefined,
   }, trace);
 }
 

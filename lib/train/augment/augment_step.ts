@@ -17,7 +17,9 @@
  * Every part is a config switch, so the ablation arms (./arms.ts) are config changes: with
  * TokenAdapt off the whole batch takes the base path; `tokenAdaptGeometry: "identity"` sends
  * the TokenAdapt half through f then g with no geometric change (g's reconstruction error
- * alone). Every random draw comes from the `Rng` handed in, and every draw is in the
+ * alone); `tokenAdaptSource: "oracle"` replaces f -> A -> Mix -> g by the tokenizer's codes of
+ * the records' pixel images under the same drawn A and mixing, `T(Mix(A(x)))` (./oracle.ts).
+ * Every random draw comes from the `Rng` handed in, and every draw is in the
  * returned {@linkcode AugmentStepRecord} (see ./draw_trace.ts for the per-sample trace); the
  * TokenAdapt networks are frozen (no gradient flows through the step: g ends in argmax).
  *
@@ -45,6 +47,7 @@ import {
   type TokenAdapt,
 } from "../../adapters/mod.ts";
 import { smoothedOneHot } from "../engine/targets.ts";
+import { oracleTokens, type TokenAdaptOracle } from "./oracle.ts";
 import type { AugmentHook, AugmentInput, AugmentOutput } from "../recipes/pretrain.ts";
 
 /** Mixup/CutMix settings of one half (timm `Mixup` arguments). */
@@ -93,6 +96,13 @@ export interface AugmentStepConfig {
   geometric?: GeometricAugConfig;
   /** `"augment"`: the geometric augmentation; `"identity"`: f then g with no geometric change. @default {"augment"} */
   tokenAdaptGeometry?: "augment" | "identity";
+  /**
+   * Where the TokenAdapt half's tokens come from: `"tokenadapt"`, `g(Mix(A(f(t))))`; `"oracle"`,
+   * the tokenizer's codes of the records' pixel images under the same A and mixing,
+   * `T(Mix(A(x)))` (what a perfect TokenAdapt would give; ./oracle.ts).
+   * @default {"tokenadapt"}
+   */
+  tokenAdaptSource?: "tokenadapt" | "oracle";
   /** Mixing of the base half; `null` = none. @default {{ mixupAlpha: 0, cutmixAlpha: 1 }} */
   baseMix?: HalfMixConfig | null;
   /** Mixing in TokenAdapt space; `null` = none. @default {{ mixupAlpha: 0.8, cutmixAlpha: 1 }} */
@@ -135,6 +145,8 @@ export interface ResolvedAugmentStepConfig {
   geometric: ResolvedGeometricAugConfig;
   /** TokenAdapt half geometry: augmented, or identity. */
   tokenAdaptGeometry: "augment" | "identity";
+  /** TokenAdapt half tokens: TokenAdapt's, or the oracle's re-tokenized pixels. */
+  tokenAdaptSource: "tokenadapt" | "oracle";
   /** Base-half mixing or null. */
   baseMix: Required<HalfMixConfig> | null;
   /** TokenAdapt-half mixing or null. */
@@ -162,6 +174,7 @@ const KEYS = [
   "rrcRatio",
   "geometric",
   "tokenAdaptGeometry",
+  "tokenAdaptSource",
   "baseMix",
   "tokenAdaptMix",
   "labelSmoothing",
@@ -215,6 +228,7 @@ export function resolveAugmentStepConfig(
       cropRatio: [rrcRatio[0], rrcRatio[1]],
     }),
     tokenAdaptGeometry: config.tokenAdaptGeometry ?? "augment",
+    tokenAdaptSource: config.tokenAdaptSource ?? "tokenadapt",
     baseMix: resolveMix(config.baseMix, { mixupAlpha: 0, cutmixAlpha: 1 }),
     tokenAdaptMix: resolveMix(config.tokenAdaptMix, { mixupAlpha: 0.8, cutmixAlpha: 1 }),
     labelSmoothing: config.labelSmoothing ?? 0.1,
@@ -244,6 +258,13 @@ export function resolveAugmentStepConfig(
       `Augmentation step tokenAdaptGeometry ${
         JSON.stringify(c.tokenAdaptGeometry)
       }: expected "augment" or "identity"`,
+    );
+  }
+  if (!["tokenadapt", "oracle"].includes(c.tokenAdaptSource)) {
+    throw new RangeError(
+      `Augmentation step tokenAdaptSource ${
+        JSON.stringify(c.tokenAdaptSource)
+      }: expected "tokenadapt" or "oracle"`,
     );
   }
   if (!(c.labelSmoothing >= 0 && c.labelSmoothing < 1)) {
@@ -395,8 +416,10 @@ export interface AugmentStep {
 export interface AugmentStepDeps {
   /** The release codebook. */
   quantizer: CodeQuantizer;
-  /** The frozen TokenAdapt networks (required when `tokenAdapt` is on). */
+  /** The frozen TokenAdapt networks (required when `tokenAdapt` is on with source `tokenadapt`). */
   tokenAdapt?: TokenAdapt | null;
+  /** The training records' images and the tokenizer (required with source `oracle`). */
+  oracle?: TokenAdaptOracle | null;
   /** Called with the record of every application through `hook` (draw traces: ./draw_trace.ts). */
   trace?: (record: AugmentStepRecord) => void;
 }
@@ -407,14 +430,28 @@ export interface AugmentStepDeps {
  * @param config settings (see {@linkcode augmentStepFinetune}, {@linkcode augmentStepPretrain})
  * @param deps the codebook and the TokenAdapt networks
  * @returns the step
- * @throws {TypeError} when TokenAdapt is on but missing, or its codebook size/width differ from the codebook's
- * @throws {RangeError} when TokenAdapt's output grid is not `size`
+ * @throws {TypeError} when TokenAdapt is on but missing (or, with source `oracle`, the oracle
+ *   is), or its codebook size/width differ from the codebook's
+ * @throws {RangeError} when TokenAdapt's (or the oracle tokenizer's) grid is not `size`
  */
 export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDeps): AugmentStep {
   const c = resolveAugmentStepConfig(config);
   const q = deps.quantizer;
-  const ta = deps.tokenAdapt ?? null;
-  if (c.tokenAdapt) {
+  const oracle = c.tokenAdapt && c.tokenAdaptSource === "oracle" ? deps.oracle ?? null : null;
+  const ta = oracle === null ? deps.tokenAdapt ?? null : null;
+  if (c.tokenAdapt && c.tokenAdaptSource === "oracle") {
+    if (oracle === null) {
+      throw new TypeError(
+        "Cannot build the augmentation step: its TokenAdapt half is the oracle (tokenAdaptSource " +
+          '"oracle") but no oracle (the training images and the tokenizer) was given',
+      );
+    }
+    if (oracle.tokenizer.gridSize !== c.size) {
+      throw new RangeError(
+        `Cannot build the augmentation step: the oracle's tokenizer makes ${oracle.tokenizer.gridSize}x${oracle.tokenizer.gridSize} codes, the model takes ${c.size}x${c.size}`,
+      );
+    }
+  } else if (c.tokenAdapt) {
     if (ta === null) {
       throw new TypeError(
         "Cannot build the augmentation step: tokenAdapt is on but no TokenAdapt was given",
@@ -493,6 +530,18 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
     // chunk(2): the first ceil(B/2) samples take the base path, the rest TokenAdapt
     const half = c.tokenAdapt ? Math.floor(B / 2) : 0;
     const nBase = B - half;
+    if (oracle !== null && oracle.tokenizer.gridSize !== n) {
+      throw new RangeError(
+        `Cannot augment ${n}x${n} codes with the oracle: its tokenizer makes ${oracle.tokenizer.gridSize}x${oracle.tokenizer.gridSize}`,
+      );
+    }
+    const indices = input.indices ?? null;
+    if (oracle !== null && half > 0 && (indices === null || indices.length !== B)) {
+      throw new TypeError(
+        `Cannot augment with the oracle TokenAdapt half: it needs the batch's ${B} record indices ` +
+          `(AugmentInput.indices), got ${indices === null ? "none" : indices.length}`,
+      );
+    }
     if (c.tokenAdapt && ta !== null && ta.config.inputGrid !== n) {
       throw new RangeError(
         `Cannot augment ${n}x${n} codes: TokenAdapt takes ${ta.config.inputGrid}x${ta.config.inputGrid}`,
@@ -523,6 +572,7 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
     const [outCodes, targets] = tf.tidy(() => {
       // 1. embeddings
       let emb = q.embed(codes);
+      let colourOp: ((x: tf.Tensor4D) => tf.Tensor4D) | null = null;
       // 2. colour step: one RandomChoice per batch (Noise | ColorAdapt | identity)
       let which: "noise" | "coloradapt" | "none" = "none";
       if (choice !== null) {
@@ -538,7 +588,9 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
           rng,
         );
         record.colorSamples = Array.from(p.perm.subarray(0, p.count)).sort((x, y) => x - y);
-        emb = (t.apply as (x: tf.Tensor4D, p: unknown) => tf.Tensor4D)(emb, p);
+        const apply = t.apply as (x: tf.Tensor4D, p: unknown) => tf.Tensor4D;
+        if (oracle !== null) colourOp = (x) => apply(x, p);
+        emb = apply(emb, p);
       }
       record.color = which;
       const outs: tf.Tensor4D[] = [];
@@ -555,6 +607,47 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
         record.baseMix = mixed.params;
         outs.push(mixed.x);
         if (mixed.targets !== null) tgts.push(mixed.targets);
+      }
+      // 3b'. the oracle TokenAdapt half: T(Mix(A(x))) from the records' pixels, the same draws
+      if (half > 0 && oracle !== null) {
+        const tries: RrcTry[][] = [];
+        const gp = drawGeometricParams(
+          [half, q.dim, 2 * n, 2 * n],
+          2 * c.size,
+          geometry,
+          rng,
+          tries,
+        );
+        record.geometric = gp;
+        record.geometricCrops = tries.map(acceptedTry);
+        const la = labels === null ? null : labels.subarray(nBase);
+        const x = oracle.images(indices!.subarray(nBase));
+        let half_: { codes: tf.Tensor3D; targets: tf.Tensor2D | null };
+        if (c.numClasses === null || la === null) {
+          half_ = oracleTokens(x, gp, oracle.tokenizer, null, { fillMask: c.geometric.fillMask });
+        } else if (taMixer === null) {
+          half_ = oracleTokens(x, gp, oracle.tokenizer, null, { fillMask: c.geometric.fillMask });
+          half_.targets = tf.tensor2d(
+            smoothedOneHot(la, c.numClasses, c.labelSmoothing),
+            [la.length, c.numClasses],
+          );
+        } else {
+          const params = taMixer.draw([half, q.dim, 2 * c.size, 2 * c.size], rng);
+          record.tokenAdaptMix = params;
+          half_ = oracleTokens(x, gp, oracle.tokenizer, { mixer: taMixer, params, labels: la }, {
+            fillMask: c.geometric.fillMask,
+          });
+        }
+        let e = q.embed(half_.codes);
+        if (colourOp !== null) {
+          // the colour op (drawn and applied to f's input in the TokenAdapt arm) on the same
+          // samples with the same draws, applied to the oracle's embeddings
+          const base = nBase > 0 ? [q.embed(codes.slice([0], [nBase]) as tf.Tensor3D)] : [];
+          const full = colourOp(base.length > 0 ? tf.concat([...base, e]) : e);
+          e = full.slice([nBase], [half]) as tf.Tensor4D;
+        }
+        outs.push(e);
+        if (half_.targets !== null) tgts.push(half_.targets);
       }
       // 3b. TokenAdapt half (second): f -> geometric -> mixing in TokenAdapt space -> g
       if (half > 0 && ta !== null) {

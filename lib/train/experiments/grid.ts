@@ -78,6 +78,13 @@ export interface GridTokenSet {
   codebook: string;
   /** TokenAdapt weights for this grid side, or `null` (arms with TokenAdapt then refuse it). */
   tokenAdapt: string | null;
+  /**
+   * Idx images of the full training set `train` was tokenized from, in record order (the
+   * oracle TokenAdapt arm `ota` re-tokenizes them), or `null`/absent (`ota` then refuses it).
+   */
+  images?: string | null;
+  /** The tokenizer folder that made `train` (encoder too; `ota` needs it), or `null`/absent. */
+  tokenizer?: string | null;
 }
 
 /** The raw pixels (idx ubyte, as released) for the pixel baselines. */
@@ -189,12 +196,16 @@ export const GRID_DEFAULTS: GridConfig = {
       test: "data/fmnist8/fmnist-test-token.data.bin.gz",
       codebook: "data/fmnist8/codebook.npy",
       tokenAdapt: "results/tokenadapt/fmnist8/tokenadapt.safetensors",
+      images: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+      tokenizer: "data/fmnist8",
     },
     fmnist16: {
       train: "data/fmnist16/fmnist-train-token.data.bin.gz",
       test: "data/fmnist16/fmnist-test-token.data.bin.gz",
       codebook: "data/fmnist16/codebook.npy",
       tokenAdapt: null,
+      images: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz",
+      tokenizer: "data/fmnist16",
     },
   },
   pixels: {
@@ -242,6 +253,11 @@ export const GRID_SCHEMA: ConfigSchema = {
     "model.decoderNumHeads",
   ],
   open: ["tokens", "finetune", "pretrain", "pixel", "augment"],
+  nullable: Object.fromEntries(
+    ["fmnist8", "fmnist16"].flatMap((t) =>
+      ["tokenAdapt", "images", "tokenizer"].map((k) => [`tokens.${t}.${k}`, "string" as const])
+    ),
+  ),
 };
 
 const CLASSES = 10;
@@ -365,6 +381,19 @@ export function checkGridConfig(g: GridConfig, source = "<grid>"): void {
         `Grid config ${source}: tokens.${name}.tokenAdapt must be a path or null`,
       );
     }
+    for (const k of ["images", "tokenizer"] as const) {
+      if (t[k] !== undefined && t[k] !== null && typeof t[k] !== "string") {
+        throw new TypeError(`Grid config ${source}: tokens.${name}.${k} must be a path or null`);
+      }
+    }
+    for (const k of Object.keys(t)) {
+      if (!["train", "test", "codebook", "tokenAdapt", "images", "tokenizer"].includes(k)) {
+        throw new TypeError(
+          `Grid config ${source}: unknown key "tokens.${name}.${k}"; known keys: train, test, ` +
+            `codebook, tokenAdapt, images, tokenizer`,
+        );
+      }
+    }
   }
   const budgets = new Map<string, GridBudget>();
   if (!Array.isArray(g.budgets)) {
@@ -438,11 +467,25 @@ export function checkGridConfig(g: GridConfig, source = "<grid>"): void {
             }): the pixel arm takes pixel budgets, token arms token budgets`,
           );
         }
-        const usesTa = spec.augment !== null && augmentArmSwitches(spec.augment).tokenAdapt;
+        const sw = spec.augment === null ? null : augmentArmSwitches(spec.augment);
+        const usesTa = sw !== null && sw.tokenAdapt && sw.tokenAdaptSource === "tokenadapt";
         if (usesTa && b.tokens !== null && g.tokens[b.tokens].tokenAdapt === null) {
           throw bad(
             `cells[${i}]: arm "${arm}" uses TokenAdapt but token set "${b.tokens}" has no tokenAdapt weights`,
           );
+        }
+        const usesOracle = sw !== null && sw.tokenAdapt && sw.tokenAdaptSource === "oracle";
+        if (usesOracle && b.tokens !== null) {
+          const t = g.tokens[b.tokens];
+          if (t.images == null || t.tokenizer == null) {
+            throw bad(
+              `cells[${i}]: arm "${arm}" re-tokenizes the training images but token set "${b.tokens}" ` +
+                `names no ${
+                  t.images == null ? "images" : "tokenizer"
+                } (tokens.${b.tokens}.images: ` +
+                `the idx images its train file was made from; tokens.${b.tokens}.tokenizer: the tokenizer folder)`,
+            );
+          }
         }
       }
     }
@@ -901,7 +944,10 @@ export function expandGrid(
             model,
             c.smoothing,
           );
-          const usesTa = step.tokenAdapt;
+          const usesTa = step.tokenAdapt && step.tokenAdaptSource === "tokenadapt";
+          const oracle = step.tokenAdapt && step.tokenAdaptSource === "oracle"
+            ? { oracleImages: set.images ?? null, oracleTokenizer: set.tokenizer ?? null }
+            : {};
           fine.push({
             id,
             kind: "finetune",
@@ -914,6 +960,7 @@ export function expandGrid(
               augmentSettings: g.augment,
               codebook: set.codebook,
               tokenAdaptWeights: usesTa ? set.tokenAdapt : null,
+              ...oracle,
               grid: info(b, seed, {
                 id,
                 kind: "finetune",

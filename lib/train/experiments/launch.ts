@@ -88,7 +88,7 @@ export async function launchRun(
     : undefined;
   const data = options.data ??
     await openTokenDataset(c.data.train, { codebookSize: K, numClasses });
-  const augment = await openRunAugment(kind, c, options.trace);
+  const augment = await openRunAugment(kind, c, options.trace, data);
   try {
     if (kind === "pretrain") {
       const pc = c as TokenRunConfig<PretrainConfig>;

@@ -71,6 +71,13 @@ export interface RecipeDescription {
     used: boolean;
     fraction: number;
     geometry: "augment" | "identity";
+    /**
+     * Where its tokens come from: `tokenadapt`, `g(Mix(A(f(t))))`; `oracle`, the tokenizer's
+     * codes of the records' pixel images under the same A and mixing, `T(Mix(A(x)))`.
+     */
+    source: "tokenadapt" | "oracle";
+    /** The oracle's images and tokenizer (null unless `source` is `oracle`). */
+    oracle: { images: string | null; tokenizer: string | null } | null;
     cropScale: [number, number];
     cropRatio: [number, number];
     flip: number;
@@ -172,6 +179,8 @@ export function describeRecipe(config: Record<string, unknown>): RecipeDescripti
         used: false,
         fraction: 0,
         geometry: "augment",
+        source: "tokenadapt",
+        oracle: null,
         cropScale: [1, 1],
         cropRatio: [1, 1],
         flip: 0,
@@ -218,6 +227,13 @@ export function describeRecipe(config: Record<string, unknown>): RecipeDescripti
       used: step.tokenAdapt,
       fraction: step.tokenAdapt ? 0.5 : 0,
       geometry: step.tokenAdaptGeometry,
+      source: step.tokenAdaptSource,
+      oracle: step.tokenAdaptSource === "oracle"
+        ? {
+          images: (config.oracleImages as string | null | undefined) ?? null,
+          tokenizer: (config.oracleTokenizer as string | null | undefined) ?? null,
+        }
+        : null,
       cropScale: g.cropScale,
       cropRatio: g.cropRatio,
       flip: g.flipProb,

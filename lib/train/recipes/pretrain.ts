@@ -200,6 +200,11 @@ export interface AugmentInput {
   epoch: number;
   /** Completed optimizer steps. */
   step: number;
+  /**
+   * `[B]` indices of the records in the training data (what the oracle TokenAdapt half reads
+   * the records' images by); the other steps ignore it.
+   */
+  indices?: Int32Array;
 }
 
 /** What an augmentation step returns (the loop disposes it). */
@@ -278,7 +283,10 @@ export function inputCodes(
   if (augment !== undefined) {
     const raw = tf.tensor3d(b.codes, [B, n, n], "int32");
     try {
-      const out = augment({ codes: raw, labels: b.labels, epoch: b.epoch, step: b.step }, rng);
+      const out = augment(
+        { codes: raw, labels: b.labels, epoch: b.epoch, step: b.step, indices: b.indices },
+        rng,
+      );
       if (out.codes.rank !== 3 || out.codes.shape[1] !== m || out.codes.shape[2] !== m) {
         throw new TypeError(
           `The augmentation step returned codes of shape [${out.codes.shape}], expected [${B}, ${m}, ${m}]`,
