@@ -158,7 +158,7 @@ export async function resolveRun(
     stored = { ...config, model: resolveModel(kind, config.model) };
   } else {
     source = args.config ?? DEFAULT_CONFIGS[kind];
-    fileConfig = await readConfigFile(source);
+    fileConfig = withoutGridProvenance(await readConfigFile(source), source);
     config = mergeConfig(taskBase(kind, false), fileConfig, schema, source);
   }
   const rest = (c: TaskConfig<PretrainConfig | FinetuneConfig>) => {
@@ -185,6 +185,29 @@ export async function resolveRun(
     force: args.force,
   });
   return { config, resume, source, changes };
+}
+
+/**
+ * A grid run's `config.json` (`deno task ablate`) carries a `grid` block that says which cell
+ * of which grid the run was; it describes that run, not a setting. Re-running such a config
+ * with `--config` (e.g. with one key changed) drops the block, saying so: the new run is not
+ * a cell of that grid.
+ * @param file the parsed config file
+ * @param source its path, for the message
+ * @returns the file without `grid`
+ */
+export function withoutGridProvenance(file: unknown, source: string): unknown {
+  if (file === null || typeof file !== "object" || Array.isArray(file) || !("grid" in file)) {
+    return file;
+  }
+  const { grid, ...rest } = file as Record<string, unknown>;
+  const id = grid !== null && typeof grid === "object" && "id" in grid
+    ? ` (grid run ${(grid as { id: unknown }).id})`
+    : "";
+  console.log(
+    `config: ${source} is a grid run's config${id}; its "grid" block is not carried: this run is not part of that grid`,
+  );
+  return rest;
 }
 
 function resolveModel(kind: Kind, model: unknown): PretrainConfig["model"] {

@@ -110,3 +110,29 @@ Deno.test("the grid recognises the committed recipe-1 folders and says how to re
     return true;
   });
 });
+
+Deno.test("a grid run's config.json re-runs with --config: the grid block is dropped, every setting kept, overrides apply", async () => {
+  const path = "results/grid-v2/runs/ft-seit-fm8-600-s0/config.json";
+  const file = JSON.parse(await Deno.readTextFile(path));
+  const logged: string[] = [];
+  const log = console.log;
+  console.log = (...a: unknown[]) => logged.push(a.join(" "));
+  let c;
+  try {
+    c = (await resolveRun("finetune", {
+      config: path,
+      help: false,
+      overrides: [["model.posEmbedInit", "sincos"], ["model.headInitStd", "2e-5"]],
+    })).config;
+  } finally {
+    console.log = log;
+  }
+  assert.ok(!("grid" in c));
+  assert.match(logged.join("\n"), /grid run ft-seit-fm8-600-s0.*not carried/);
+  const { grid: _grid, ...settings } = file;
+  assert.deepEqual(
+    { ...c, model: { ...c.model, posEmbedInit: "trunc_normal", headInitStd: 0.02 } },
+    settings,
+  );
+  assert.deepEqual([c.model.posEmbedInit, c.model.headInitStd], ["sincos", 2e-5]);
+});
