@@ -1,9 +1,10 @@
 /**
- * `deno task figures [--runs dir] [--out dir]`: the paper's figures and tables from grid run
- * folders only (see `writePaperFigures` of `@lib/report`): accuracy vs storage, the ablation
- * table and figure, loss and accuracy curves, the augmentation gallery of the step the runs
- * used, as SVG + PNG, CSV + markdown, and one standalone `report.html`. The same folders give
- * byte-identical SVG and CSV.
+ * `deno task figures [--runs dir] [--out dir] [--baseline dir]`: the paper's figures and tables
+ * from grid run folders only (see `writePaperFigures` of `@lib/report`): accuracy vs storage,
+ * the ablation table and figure, loss and accuracy curves, the augmentation gallery of the step
+ * the runs used, as SVG + PNG, CSV + markdown, and one standalone `report.html`; with
+ * `--baseline` (the run folders of the grid these runs are a variant of) also
+ * `variant_effects.{csv,md}`. The same folders give byte-identical SVG and CSV.
  *
  * @module
  */
@@ -30,6 +31,9 @@ Options:
   --formats <list>    static formats, comma-separated: svg,png (default) or svg or png
   --no-html           skip report.html
   --finished          only the finished runs (with metrics.json): a grid still running
+  --baseline <dir>    the run folders of the base grid when --runs is a variant of it (one
+                      setting changed): also writes variant_effects.{csv,md}, per (arm, budget)
+                      the variant's mean top-1 minus the base's with Welch's 95% interval
   --no-gallery        skip the augmentation gallery (it needs the tokenizer and TokenAdapt
                       files that the runs name)
   --backend <name>    tensor backend of the gallery (default wasm)
@@ -42,6 +46,7 @@ interface FigArgs {
   html: boolean;
   gallery: boolean;
   finished: boolean;
+  baseline: string | undefined;
   backend: string;
   help: boolean;
 }
@@ -54,6 +59,7 @@ function parseArgs(argv: readonly string[]): FigArgs {
     html: true,
     gallery: true,
     finished: false,
+    baseline: undefined,
     backend: "wasm",
     help: false,
   };
@@ -66,7 +72,7 @@ function parseArgs(argv: readonly string[]): FigArgs {
     else if (arg.startsWith("--")) {
       const eq = arg.indexOf("=");
       const name = arg.slice(2, eq < 0 ? undefined : eq);
-      if (!["runs", "out", "formats", "backend"].includes(name)) {
+      if (!["runs", "out", "formats", "backend", "baseline"].includes(name)) {
         throw new SyntaxError(`Unknown option --${name}`);
       }
       const v = eq < 0 ? argv[++i] : arg.slice(eq + 1);
@@ -79,6 +85,7 @@ function parseArgs(argv: readonly string[]): FigArgs {
         a.formats = list as ("svg" | "png")[];
       } else if (name === "runs") a.runs = callerPath(v);
       else if (name === "out") a.out = callerPath(v);
+      else if (name === "baseline") a.baseline = callerPath(v);
       else a.backend = v;
     } else {
       throw new SyntaxError(`Unexpected argument ${JSON.stringify(arg)}`);
@@ -167,6 +174,7 @@ if (import.meta.main) {
       html: a.html,
       images: images as ReportImage[],
       finishedOnly: a.finished,
+      baseline: a.baseline,
     });
     console.log(`${r.runs} runs -> ${r.files.length} files in ${a.out}:`);
     for (const f of r.files) console.log(`  ${f}`);

@@ -14,6 +14,16 @@ import type { ColumnTable } from "arquero";
 import type { GridRunRecord } from "./paper_figures.ts";
 import { PAPER_RESULTS } from "./paper_results.ts";
 import { tInterval, welchInterval } from "./intervals.ts";
+import {
+  budgetsBySize,
+  cellValues,
+  cmp,
+  finishedTop1,
+  intervalText,
+  mean,
+  signed,
+  verdict,
+} from "./_effects.ts";
 
 /** One comparison: `arm` minus `baseline`, on every budget where both finished. */
 export interface EffectSpec {
@@ -145,14 +155,6 @@ export const EFFECTS: readonly EffectSpec[] = [
 
 const ABLATION_ONLY = new Set(["both_ablation"]);
 
-function finishedTop1(runs: readonly GridRunRecord[]): GridRunRecord[] {
-  return runs.filter((r) => r.kind !== "pretrain" && r.finished && r.top1 !== null);
-}
-
-function cmp(a: string | number, b: string | number): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /**
  * The storage rank of each budget of the main token set (the token source with the most
  * budgets; 0 = the most stored bytes), when it has exactly as many budgets as the paper's
@@ -192,11 +194,8 @@ function storageRanks(runs: readonly GridRunRecord[]): Map<string, number | null
 export function effectsTable(runs: readonly GridRunRecord[], level = 0.95): ColumnTable {
   const done = finishedTop1(runs);
   const ranks = storageRanks(done);
-  const values = (arm: string, budget: string) =>
-    done.filter((r) => r.arm === arm && r.budget === budget).sort((a, b) => a.seed - b.seed)
-      .map((r) => 100 * r.top1!);
-  const budgets = [...new Map(done.map((r) => [r.budget, r.storageBytes]))]
-    .sort((a, b) => b[1] - a[1] || cmp(a[0], b[0]));
+  const values = (arm: string, budget: string) => cellValues(done, arm, budget);
+  const budgets = budgetsBySize(done);
   const rows: Record<string, unknown>[] = [];
   for (const e of EFFECTS) {
     for (const [budget, bytes] of budgets) {
@@ -214,8 +213,8 @@ export function effectsTable(runs: readonly GridRunRecord[], level = 0.95): Colu
         baseline: e.baseline,
         n_arm: b.length,
         n_baseline: a.length,
-        arm_mean: b.reduce((x, y) => x + y, 0) / b.length,
-        baseline_mean: a.reduce((x, y) => x + y, 0) / a.length,
+        arm_mean: mean(b),
+        baseline_mean: mean(a),
         diff: ci.estimate,
         ci_low: ci.low,
         ci_high: ci.high,
@@ -228,16 +227,6 @@ export function effectsTable(runs: readonly GridRunRecord[], level = 0.95): Colu
   return rows.length ? aq.from(rows) : aq.table({ effect: [] });
 }
 
-function signed(v: number): string {
-  return `${v >= 0 ? "+" : ""}${v.toFixed(2)}`;
-}
-
-function interval(low: unknown, high: unknown): string {
-  return typeof low === "number" && typeof high === "number"
-    ? `[${signed(low)}, ${signed(high)}]`
-    : "(one seed)";
-}
-
 /**
  * The effects for reading: component, budget, the difference "+x.xx [low, high]" with the
  * seeds per side, whether the interval excludes 0, and the paper's difference.
@@ -247,16 +236,13 @@ function interval(low: unknown, high: unknown): string {
 export function effectsDisplayTable(table: ColumnTable): ColumnTable {
   const rows = (table.objects() as Record<string, unknown>[]).map((r) => {
     const lo = r.ci_low, hi = r.ci_high;
-    const sign = typeof lo === "number" && typeof hi === "number"
-      ? (lo > 0 ? "helps" : hi < 0 ? "hurts" : "not resolved")
-      : "";
     return {
       component: r.label,
       budget: r.budget,
       "effect (points)": signed(r.diff as number),
-      "95% CI (Welch t)": interval(lo, hi),
+      "95% CI (Welch t)": intervalText(lo, hi),
       "seeds (arm/base)": `${r.n_arm}/${r.n_baseline}`,
-      verdict: sign,
+      verdict: verdict(lo, hi),
       paper: typeof r.paper_diff === "number" ? `${signed(r.paper_diff)} (${r.paper_setting})` : "",
     };
   });

@@ -23,6 +23,7 @@ export * from "./html_report.ts";
 export * from "./paper_figures.ts";
 export * from "./intervals.ts";
 export * from "./effects.ts";
+export * from "./variant_effects.ts";
 export * from "./notebooks.ts";
 export * from "./notebook_html.ts";
 export * from "./jupyter_server.ts";

@@ -11,7 +11,7 @@
 
 import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
-import { join } from "node:path";
+import { join, relative, resolve, sep } from "node:path";
 import type { AugmentArm, GridRunInfo, LogRecord } from "../train/mod.ts";
 import {
   gridAugmentArm,
@@ -33,6 +33,7 @@ import {
   effectsDisplayTable,
   effectsTable,
 } from "./effects.ts";
+import { variantEffectsDisplayTable, variantEffectsTable } from "./variant_effects.ts";
 
 export { PAPER_RESULTS } from "./paper_results.ts";
 
@@ -604,16 +605,19 @@ export function curvesFigure(
  * @param numbers the table of numbers
  * @param display the table for reading
  * @param base output path without extension
+ * @param options `caption`: a line written above the markdown table (the CSV has none)
  * @returns the two paths
  */
 export async function writeTableFiles(
   numbers: ColumnTable,
   display: ColumnTable,
   base: string,
+  options: { caption?: string } = {},
 ): Promise<{ csv: string; md: string }> {
   const csv = `${base}.csv`, md = `${base}.md`;
+  const head = options.caption === undefined ? "" : `${options.caption}\n\n`;
   await Deno.writeTextFile(csv, numbers.toCSV() + "\n");
-  await Deno.writeTextFile(md, tableView(display, { limit: 100000 }).toMarkdown() + "\n");
+  await Deno.writeTextFile(md, head + tableView(display, { limit: 100000 }).toMarkdown() + "\n");
   return { csv, md };
 }
 
@@ -647,6 +651,18 @@ export interface PaperFiguresOptions {
    * @default {false}
    */
   finishedOnly?: boolean;
+  /**
+   * The base grid's run folders when `runs` is a variant of it (the same cells with one
+   * setting changed): adds `variant_effects.{csv,md}`, each (arm, budget) cell's mean top-1
+   * in both and the difference (variant minus base) with Welch's 95% interval
+   * (`variantEffectsTable`); only finished runs count. Without it nothing else changes.
+   */
+  baseline?: string;
+  /**
+   * The folder the caption of `variant_effects.md` names both run folders relative to.
+   * @default {Deno.cwd()} (the repository root under `deno task` and `deno test`)
+   */
+  root?: string;
 }
 
 /** What {@linkcode writePaperFigures} wrote. */
@@ -663,12 +679,14 @@ export interface PaperFiguresResult {
  * `accuracy_vs_storage`, `accuracy_table`, `accuracy_ci` (95% t intervals of the cells),
  * `effects` (each component's effect with Welch's 95% interval, next to the paper's),
  * `ablation[_<budget>]` (figure and table),
- * `curves_loss_<budget>`, `curves_top1_<budget>`, `pretrain_loss_<budget>`.
+ * `curves_loss_<budget>`, `curves_top1_<budget>`, `pretrain_loss_<budget>`; with `baseline`,
+ * `variant_effects` (this grid against its base grid, per cell).
  *
- * @param options runs folder, output folder, formats
+ * @param options runs folder, output folder, formats, base grid
  * @returns the files written
- * @throws {Deno.errors.NotFound} when `runs` does not exist
- * @throws {RangeError} when it holds no finished grid run
+ * @throws {Deno.errors.NotFound} when `runs` (or `baseline`) does not exist
+ * @throws {RangeError} when it holds no finished grid run, or a budget id names different
+ *   stored sets in `runs` and `baseline`
  * @throws {ChromiumError} when the browser cannot start
  */
 export async function writePaperFigures(options: PaperFiguresOptions): Promise<PaperFiguresResult> {
@@ -714,6 +732,22 @@ export async function writePaperFigures(options: PaperFiguresOptions): Promise<P
     },
     tableView(effectsDisplayTable(effects), { limit: 1000 }),
   );
+  if (options.baseline !== undefined) {
+    const variant = variantEffectsTable(await loadGridRuns(options.baseline), runs);
+    const shown = variantEffectsDisplayTable(variant);
+    const root = options.root ?? Deno.cwd();
+    const name = (dir: string) => relative(root, resolve(dir)).split(sep).join("/") || ".";
+    const caption = `Variant ${name(options.runs)} against its base ${name(options.baseline)}: ` +
+      "mean test top-1 (%) of each (arm, budget) cell with finished runs in both, the " +
+      "difference variant minus base (percentage points) with Welch's two-sided 95% t interval " +
+      "over seeds (unpaired, Welch-Satterthwaite degrees of freedom).";
+    await writeTableFiles(variant, shown, join(out, "variant_effects"), { caption });
+    files.push("variant_effects.csv", "variant_effects.md");
+    report.push(
+      { heading: "The variant against its base grid", text: caption },
+      tableView(shown, { limit: 1000 }),
+    );
+  }
   const abBudgets = ablationBudgets(runs);
   for (const b of abBudgets) {
     const suffix = abBudgets.length === 1 ? "" : `_${b}`;

@@ -245,16 +245,23 @@ Deno.test("loadGridRuns: after a resume the last record of a step wins; unfinish
 // results/grid-v2 is still running: its figures are made from the finished run folders (those
 // with metrics.json, the ones committed: `deno task figures --finished`), so the test reads those
 // only (`finishedOnly`; every run of the other grids is finished); results/grid-v2-length
-// holds the two SeiT runs its length was chosen from
-for (
-  const grid of [
-    "results/grid",
-    "results/grid-long",
-    "results/grid-v2",
-    "results/grid-v2-length/L1500",
-    "results/grid-v2-length/L3000",
-  ]
-) {
+// holds the two SeiT runs its length was chosen from; results/grid-v2-sincos is grid v2's
+// no-MTM ablation with the sin-cos position-table start, drawn with `--baseline
+// results/grid-v2/runs` (its variant_effects table).
+// `min`: the fewest svg/csv/md files the grid's committed runs honestly give: every grid writes
+// accuracy_table, accuracy_ci and effects (csv + md) and accuracy_vs_storage.svg (7), then a
+// curves_loss and a curves_top1 figure per budget (a one-budget grid: 9), the ablation (csv, md,
+// svg) once all four components have finished, pre-training curves, and variant_effects (csv +
+// md) with a baseline
+const GRIDS: { grid: string; baseline?: string; min: number }[] = [
+  { grid: "results/grid", min: 8 },
+  { grid: "results/grid-long", min: 8 },
+  { grid: "results/grid-v2", min: 8 },
+  { grid: "results/grid-v2-length/L1500", min: 9 },
+  { grid: "results/grid-v2-length/L3000", min: 9 },
+  { grid: "results/grid-v2-sincos", baseline: "results/grid-v2/runs", min: 11 },
+];
+for (const { grid, baseline, min } of GRIDS) {
   Deno.test(`the committed ${grid} figures and tables regenerate byte-identically from the committed run logs`, async () => {
     const tmp = await Deno.makeTempDir();
     try {
@@ -266,6 +273,7 @@ for (
         finishedOnly: true,
         formats: ["svg"],
         html: false,
+        baseline,
       });
       const compared = (await listFiles(committed)).filter((f) => /\.(svg|csv|md)$/.test(f));
       assert.deepEqual(
@@ -273,7 +281,11 @@ for (
         compared,
         "the same set of figures and tables",
       );
-      assert.ok(compared.length >= 8);
+      assert.ok(compared.length >= min, `${compared.length} files, expected at least ${min}`);
+      for (const f of ["accuracy_table.csv", "effects.csv", "accuracy_vs_storage.svg"]) {
+        assert.ok(compared.includes(f), `${f} committed`);
+      }
+      assert.equal(compared.includes("variant_effects.csv"), baseline !== undefined);
       for (const f of compared) {
         assert.ok(
           (await Deno.readTextFile(join(out, f))) === (await Deno.readTextFile(join(committed, f))),

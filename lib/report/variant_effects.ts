@@ -1,0 +1,145 @@
+/**
+ * A grid variant against its base grid: for each (arm, budget) cell with finished runs in
+ * both, the difference of mean test top-1 (variant minus base) with Welch's t interval
+ * (./intervals.ts), e.g. grid v2 with the sin-cos position-table start
+ * (`results/grid-v2-sincos`) against grid v2 (`results/grid-v2`). Each component's effect
+ * within the variant is {@linkcode effectsTable} on the variant's runs alone.
+ *
+ * @module
+ */
+
+import * as aq from "arquero";
+import type { ColumnTable } from "arquero";
+import { METHOD_ARM_IDS } from "../train/mod.ts";
+import type { GridRunRecord } from "./paper_figures.ts";
+import { welchInterval } from "./intervals.ts";
+import {
+  budgetsBySize,
+  cellValues,
+  cmp,
+  finishedTop1,
+  intervalText,
+  mean,
+  signed,
+  verdict,
+} from "./_effects.ts";
+
+/** Options of {@linkcode variantEffectsTable}. */
+export interface VariantEffectsOptions {
+  /** Confidence level of the intervals. @default {0.95} */
+  level?: number;
+}
+
+function armRank(arm: string): number {
+  const i = (METHOD_ARM_IDS as readonly string[]).indexOf(arm);
+  return i < 0 ? METHOD_ARM_IDS.length : i;
+}
+
+/** The same budget id must name the same stored training set in both grids. */
+function checkBudgets(base: readonly GridRunRecord[], variant: readonly GridRunRecord[]): void {
+  const set = (r: GridRunRecord) => `${r.source}, ${r.records} records, ${r.storageBytes} bytes`;
+  const seen = new Map(base.map((r) => [r.budget, set(r)]));
+  for (const r of variant) {
+    const b = seen.get(r.budget);
+    if (b !== undefined && b !== set(r)) {
+      throw new RangeError(
+        `Cannot compare budget "${r.budget}" of the variant with the base: the base's runs ` +
+          `train on ${b}, the variant's ${r.id} on ${set(r)}`,
+      );
+    }
+  }
+}
+
+/**
+ * A variant grid's effect against its base grid, per (arm, budget) cell with finished runs on
+ * both sides: columns `arm`, `method`, `budget`, `storage_bytes`, `n_base`, `n_variant`,
+ * `base_mean`, `variant_mean` (mean test top-1, %), `diff` (variant minus base, percentage
+ * points), `ci_low`, `ci_high` (Welch's two-sided t interval of the difference; empty when a
+ * side has one seed), `df` (Welch-Satterthwaite). Rows by arm (the method arms' order), then
+ * stored bytes (largest first). Pre-training and unfinished runs do not count.
+ *
+ * @param baseRuns the base grid's loaded runs (`loadGridRuns`)
+ * @param variantRuns the variant's loaded runs
+ * @param options `level`
+ * @returns an arquero table (no rows when no cell has finished runs in both)
+ * @throws {RangeError} when a budget id names different stored training sets in the two grids
+ *
+ * @example
+ * ```ts
+ * import { type GridRunRecord, variantEffectsTable } from "@lib/report";
+ * const run = (grid: string, seed: number, top1: number): GridRunRecord => ({
+ *   grid, id: `ft-seit-b-s${seed}`, kind: "finetune", arm: "seit", method: "SeiT",
+ *   augment: "seit", mtm: false, pretrain: null, budget: "b", source: "t", gridSide: 8,
+ *   records: 10, storageBytes: 100, labelBytes: 20, seed, dir: "", finished: true, steps: 1,
+ *   top1, top5: 1, testImages: 50, loss: [], evals: [],
+ * });
+ * const t = variantEffectsTable(
+ *   [run("base", 0, 0.60), run("base", 1, 0.62)],
+ *   [run("variant", 0, 0.70), run("variant", 1, 0.72)],
+ * );
+ * console.assert(Math.abs((t.get("diff", 0) as number) - 10) < 1e-9);
+ * ```
+ */
+export function variantEffectsTable(
+  baseRuns: readonly GridRunRecord[],
+  variantRuns: readonly GridRunRecord[],
+  options: VariantEffectsOptions = {},
+): ColumnTable {
+  const level = options.level ?? 0.95;
+  const base = finishedTop1(baseRuns), variant = finishedTop1(variantRuns);
+  checkBudgets(base, variant);
+  const cells = new Map<string, GridRunRecord>();
+  for (const r of variant) {
+    const k = `${r.arm}\u0000${r.budget}`;
+    if (!cells.has(k)) cells.set(k, r);
+  }
+  const bytesRank = new Map(budgetsBySize(variant).map(([b], i) => [b, i]));
+  const order = [...cells.values()].sort((x, y) =>
+    armRank(x.arm) - armRank(y.arm) || cmp(x.arm, y.arm) ||
+    bytesRank.get(x.budget)! - bytesRank.get(y.budget)!
+  );
+  const rows: Record<string, unknown>[] = [];
+  for (const cell of order) {
+    const a = cellValues(base, cell.arm, cell.budget);
+    const b = cellValues(variant, cell.arm, cell.budget);
+    if (a.length === 0) continue;
+    const ci = welchInterval(a, b, level);
+    rows.push({
+      arm: cell.arm,
+      method: cell.method,
+      budget: cell.budget,
+      storage_bytes: cell.storageBytes,
+      n_base: a.length,
+      n_variant: b.length,
+      base_mean: mean(a),
+      variant_mean: mean(b),
+      diff: ci.estimate,
+      ci_low: ci.low,
+      ci_high: ci.high,
+      df: ci.df,
+    });
+  }
+  return rows.length ? aq.from(rows) : aq.table({ arm: [] });
+}
+
+/**
+ * The variant's effects for reading: arm ("method (id)"), budget, both means as
+ * "xx.xx (n=k)", the difference "+x.xx" (variant minus base), its interval "[low, high]"
+ * ("(one seed)" without one), and the verdict of {@linkcode effectsDisplayTable}: "helps" /
+ * "hurts" where the interval excludes 0 (the variant is above / below the base), "not
+ * resolved" where it holds 0.
+ * @param table {@linkcode variantEffectsTable}'s table
+ * @returns an arquero table of strings
+ */
+export function variantEffectsDisplayTable(table: ColumnTable): ColumnTable {
+  const rows = (table.objects() as Record<string, unknown>[]).map((r) => ({
+    arm: `${r.method} (${r.arm})`,
+    budget: r.budget,
+    "base mean (n)": `${(r.base_mean as number).toFixed(2)} (n=${r.n_base})`,
+    "variant mean (n)": `${(r.variant_mean as number).toFixed(2)} (n=${r.n_variant})`,
+    "difference (points)": signed(r.diff as number),
+    "95% CI (Welch t)": intervalText(r.ci_low, r.ci_high),
+    verdict: verdict(r.ci_low, r.ci_high),
+  }));
+  return rows.length ? aq.from(rows) : aq.table({ arm: [] });
+}

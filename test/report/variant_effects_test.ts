@@ -1,0 +1,200 @@
+import assert from "node:assert/strict";
+import { join, resolve } from "node:path";
+import {
+  accuracyTable,
+  type GridRunRecord,
+  loadGridRuns,
+  studentTQuantile,
+  variantEffectsDisplayTable,
+  variantEffectsTable,
+  welchInterval,
+  writePaperFigures,
+} from "@lib/report";
+
+type Row = Record<string, number | string | null>;
+
+function run(
+  grid: string,
+  arm: string,
+  budget: string,
+  seed: number,
+  top1: number | null,
+  more: Partial<GridRunRecord> = {},
+): GridRunRecord {
+  return {
+    grid,
+    id: `ft-${arm}-${budget}-s${seed}`,
+    kind: "finetune",
+    arm,
+    method: arm.toUpperCase(),
+    augment: "seit",
+    mtm: false,
+    pretrain: null,
+    budget,
+    source: "fmnist8",
+    gridSide: 8,
+    records: budget === "big" ? 2400 : 600,
+    storageBytes: budget === "big" ? 140000 : 35000,
+    labelBytes: 1200,
+    seed,
+    dir: "",
+    finished: top1 !== null,
+    steps: top1 === null ? null : 100,
+    top1,
+    top5: top1 === null ? null : 0.99,
+    testImages: top1 === null ? null : 5000,
+    loss: [],
+    evals: [],
+    ...more,
+  } as GridRunRecord;
+}
+
+Deno.test("variantEffectsTable: a hand-computed Welch interval (and scipy's) of variant minus base", () => {
+  // base 60, 62, 64: mean 62, s^2 = 4; variant 70, 71, 72: mean 71, s^2 = 1.
+  // se^2 = 4/3 + 1/3 = 5/3; df = (5/3)^2 / ((4/3)^2 / 2 + (1/3)^2 / 2) = 50/17;
+  // half = t(0.975, 50/17) * sqrt(5/3)
+  const base = [60, 62, 64].map((v, s) => run("base", "seit", "small", s, v / 100));
+  const variant = [70, 71, 72].map((v, s) => run("variant", "seit", "small", s, v / 100));
+  const [r] = variantEffectsTable(base, variant).objects() as Row[];
+  assert.equal(r.arm, "seit");
+  assert.equal(r.n_base, 3);
+  assert.equal(r.n_variant, 3);
+  assert.ok(Math.abs((r.base_mean as number) - 62) < 1e-9);
+  assert.ok(Math.abs((r.variant_mean as number) - 71) < 1e-9);
+  assert.ok(Math.abs((r.diff as number) - 9) < 1e-9);
+  assert.ok(Math.abs((r.df as number) - 50 / 17) < 1e-9);
+  const half = studentTQuantile(0.975, 50 / 17) * Math.sqrt(5 / 3);
+  assert.ok(Math.abs((r.ci_low as number) - (9 - half)) < 1e-9);
+  // python3 -c "from scipy import stats; r = stats.ttest_ind([70,71,72], [60,62,64],
+  //   equal_var=False); print(r.df, r.confidence_interval(0.95))"  (scipy 1.17.1)
+  assert.ok(Math.abs((r.ci_low as number) - 4.8446004968174945) < 1e-6);
+  assert.ok(Math.abs((r.ci_high as number) - 13.155399503182505) < 1e-6);
+  // unequal seeds and a variant below its base: scipy, as above with
+  // [60.1, 62.5, 61.9, 60.7] vs [61.2, 63.0]
+  const b2 = [61.2, 63.0].map((v, s) => run("base", "ta", "small", s, v / 100));
+  const v2 = [60.1, 62.5, 61.9, 60.7].map((v, s) => run("variant", "ta", "small", s, v / 100));
+  const [q] = variantEffectsTable(b2, v2).objects() as Row[];
+  assert.ok(Math.abs((q.df as number) - 1.7958023611718419) < 1e-6);
+  assert.ok(Math.abs((q.ci_low as number) - -5.864745816775) < 1e-6);
+  assert.ok(Math.abs((q.ci_high as number) - 4.264745816774991) < 1e-6);
+  const [shown] = variantEffectsDisplayTable(variantEffectsTable(b2, v2)).objects() as Row[];
+  assert.deepEqual(shown, {
+    arm: "TA (ta)",
+    budget: "small",
+    "base mean (n)": "62.10 (n=2)",
+    "variant mean (n)": "61.30 (n=4)",
+    "difference (points)": "-0.80",
+    "95% CI (Welch t)": "[-5.86, +4.26]",
+    verdict: "not resolved",
+  });
+});
+
+Deno.test("variantEffectsTable: cells finished in both only, by arm then the largest budget first; one seed has no interval", () => {
+  const base = [
+    run("base", "ta", "small", 0, 0.60),
+    run("base", "ta", "small", 1, 0.62),
+    run("base", "seit", "small", 0, 0.60),
+    run("base", "seit", "small", 1, 0.61),
+    run("base", "seit", "big", 0, 0.70),
+    run("base", "seit", "big", 1, 0.72),
+    run("base", "ca", "small", 0, 0.60), // the variant has no ca run
+    run("base", "pixel", "small", 0, 0.5),
+  ];
+  const variant = [
+    run("variant", "ta", "small", 0, 0.50),
+    run("variant", "ta", "small", 1, 0.51),
+    run("variant", "ta", "small", 2, null), // unfinished: not counted
+    run("variant", "seit", "small", 0, 0.66),
+    run("variant", "seit", "small", 1, 0.68),
+    run("variant", "seit", "big", 0, 0.71),
+    run("variant", "seit", "big", 1, 0.74),
+    run("variant", "ita", "small", 0, 0.66), // the base has no ita run
+    run("variant", "pixel", "small", 0, 0.55), // one seed each
+    run("variant", "mtm", "small", 0, null, { kind: "pretrain" }),
+  ];
+  const t = variantEffectsTable(base, variant);
+  const rows = t.objects() as Row[];
+  assert.deepEqual(rows.map((r) => `${r.arm}/${r.budget}`), [
+    "seit/big",
+    "seit/small",
+    "ta/small",
+    "pixel/small",
+  ]);
+  const ta = rows.find((r) => r.arm === "ta")!;
+  assert.equal(ta.n_variant, 2);
+  const ci = welchInterval([60, 62], [50, 51]);
+  assert.equal(ta.ci_low, ci.low);
+  assert.equal(ta.ci_high, ci.high);
+  const shown = variantEffectsDisplayTable(t).objects() as Row[];
+  assert.equal(shown[2].verdict, "hurts");
+  const pixel = rows.find((r) => r.arm === "pixel")!;
+  assert.equal(pixel.ci_low, null);
+  assert.ok(Math.abs((pixel.diff as number) - 5) < 1e-9);
+  assert.equal(shown[3]["95% CI (Welch t)"], "(one seed)");
+  assert.equal(shown[3].verdict, "");
+  assert.equal(variantEffectsTable(base, []).numRows(), 0);
+  assert.equal(variantEffectsDisplayTable(variantEffectsTable([], variant)).numRows(), 0);
+});
+
+Deno.test("variantEffectsTable: a budget id naming another stored set in the variant is refused", () => {
+  const base = [run("base", "seit", "small", 0, 0.6)];
+  const variant = [run("variant", "seit", "small", 0, 0.7, { storageBytes: 35001 })];
+  assert.throws(() => variantEffectsTable(base, variant), {
+    name: "RangeError",
+    message: 'Cannot compare budget "small" of the variant with the base: the base\'s runs ' +
+      "train on fmnist8, 600 records, 35000 bytes, the variant's ft-seit-small-s0 on fmnist8, " +
+      "600 records, 35001 bytes",
+  });
+});
+
+Deno.test("variantEffectsTable: results/grid-v2-sincos against results/grid-v2, the cells' means and Welch intervals", async () => {
+  const base = await loadGridRuns("results/grid-v2/runs");
+  const variant = await loadGridRuns("results/grid-v2-sincos/runs");
+  const mean = (runs: GridRunRecord[], arm: string) =>
+    (accuracyTable(runs).objects() as Row[]).find((r) => r.arm === arm && r.budget === "fm8-600")
+      ?.top1_mean as number;
+  const rows = variantEffectsTable(base, variant).objects() as Row[];
+  assert.ok(rows.length >= 1, "the sin-cos variant's SeiT runs have finished");
+  for (const r of rows) {
+    assert.equal(r.budget, "fm8-600");
+    const arm = r.arm as string;
+    assert.ok(Math.abs((r.diff as number) - (mean(variant, arm) - mean(base, arm))) < 1e-9);
+    const v = (runs: GridRunRecord[]) =>
+      runs.filter((x) => x.arm === arm && x.finished).sort((a, b) => a.seed - b.seed)
+        .map((x) => 100 * x.top1!);
+    const ci = welchInterval(v(base), v(variant));
+    assert.equal(r.ci_low, ci.low);
+    assert.equal(r.ci_high, ci.high);
+  }
+});
+
+Deno.test("writePaperFigures with a baseline: variant_effects.md's caption names both run folders from the root, however they are given", async () => {
+  const tmp = await Deno.makeTempDir();
+  try {
+    const r = await writePaperFigures({
+      runs: resolve("results/grid-v2-sincos/runs"),
+      out: join(tmp, "figures"),
+      finishedOnly: true,
+      formats: [],
+      html: false,
+      baseline: resolve("results/grid-v2/runs"),
+    });
+    assert.ok(r.files.includes("variant_effects.csv") && r.files.includes("variant_effects.md"));
+    const md = await Deno.readTextFile(join(tmp, "figures", "variant_effects.md"));
+    assert.match(
+      md,
+      /^Variant results\/grid-v2-sincos\/runs against its base results\/grid-v2\/runs: /,
+    );
+    assert.equal(md, await Deno.readTextFile("results/grid-v2-sincos/figures/variant_effects.md"));
+    const plain = await writePaperFigures({
+      runs: "results/grid-v2-sincos/runs",
+      out: join(tmp, "plain"),
+      finishedOnly: true,
+      formats: [],
+      html: false,
+    });
+    assert.ok(!plain.files.some((f) => f.startsWith("variant_effects")));
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
