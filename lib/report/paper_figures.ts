@@ -20,7 +20,7 @@ import {
   readRunLog,
   STORAGE_ARMS,
 } from "../train/mod.ts";
-import { readJsonObject } from "./_json.ts";
+import { readJsonObject } from "../io/mod.ts";
 import { type ExportOptions, FigureExporter } from "./export.ts";
 import { barTrace, type Figure, figure, lineTrace, type PlotlyTrace } from "./figure.ts";
 import { htmlReport, type ReportItem } from "./html_report.ts";

@@ -9,7 +9,7 @@ import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
 import { join } from "node:path";
 import { type LogRecord, readRunLog } from "../train/mod.ts";
-import { readJsonObject } from "./_json.ts";
+import { readJsonObject } from "../io/mod.ts";
 
 /**
  * Builds a table from objects whose keys may differ (train rows, eval rows, ...): the columns

@@ -31,7 +31,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
-import type { HostTensor } from "../../io/mod.ts";
+import { type HostTensor, readJsonObject } from "../../io/mod.ts";
 import {
   applyGeometric,
   type GeometricParams,
@@ -225,19 +225,8 @@ export const ORACLE_MIN_AGREEMENT = { overall: 0.995, record: 0.9 } as const;
 
 async function budgetIndices(train: string): Promise<number[] | null> {
   const path = join(dirname(train), "budget.json");
-  let text: string;
-  try {
-    text = await Deno.readTextFile(path);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return null;
-    throw e;
-  }
-  let m: unknown;
-  try {
-    m = JSON.parse(text);
-  } catch (e) {
-    throw new SyntaxError(`Cannot parse "${path}": ${(e as Error).message}`);
-  }
+  const m = await readJsonObject(path);
+  if (m === null) return null;
   const idx = (m as { indices?: unknown })?.indices;
   if (!Array.isArray(idx) || !idx.every((v) => Number.isInteger(v) && v >= 0)) {
     throw new TypeError(`"${path}" has no "indices" list of record indices`);
