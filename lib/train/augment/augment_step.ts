@@ -571,7 +571,8 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
     };
     const [outCodes, targets] = tf.tidy(() => {
       // 1. embeddings
-      let emb = q.embed(codes);
+      const plain = q.embed(codes);
+      let emb = plain;
       let colourOp: ((x: tf.Tensor4D) => tf.Tensor4D) | null = null;
       // 2. colour step: one RandomChoice per batch (Noise | ColorAdapt | identity)
       let which: "noise" | "coloradapt" | "none" = "none";
@@ -622,27 +623,27 @@ export function createAugmentStep(config: AugmentStepConfig, deps: AugmentStepDe
         record.geometricCrops = tries.map(acceptedTry);
         const la = labels === null ? null : labels.subarray(nBase);
         const x = oracle.images(indices!.subarray(nBase));
-        let half_: { codes: tf.Tensor3D; targets: tf.Tensor2D | null };
-        if (c.numClasses === null || la === null) {
-          half_ = oracleTokens(x, gp, oracle.tokenizer, null, { fillMask: c.geometric.fillMask });
-        } else if (taMixer === null) {
-          half_ = oracleTokens(x, gp, oracle.tokenizer, null, { fillMask: c.geometric.fillMask });
-          half_.targets = tf.tensor2d(
-            smoothedOneHot(la, c.numClasses, c.labelSmoothing),
-            [la.length, c.numClasses],
-          );
-        } else {
+        const classes = c.numClasses !== null && la !== null ? c.numClasses : null;
+        let mix = null;
+        if (classes !== null && taMixer !== null) {
           const params = taMixer.draw([half, q.dim, 2 * c.size, 2 * c.size], rng);
           record.tokenAdaptMix = params;
-          half_ = oracleTokens(x, gp, oracle.tokenizer, { mixer: taMixer, params, labels: la }, {
-            fillMask: c.geometric.fillMask,
-          });
+          mix = { mixer: taMixer, params, labels: la! };
+        }
+        const half_ = oracleTokens(x, gp, oracle.tokenizer, mix, {
+          fillMask: c.geometric.fillMask,
+        });
+        if (classes !== null && mix === null) {
+          half_.targets = tf.tensor2d(
+            smoothedOneHot(la!, classes, c.labelSmoothing),
+            [la!.length, classes],
+          );
         }
         let e = q.embed(half_.codes);
         if (colourOp !== null) {
           // the colour op (drawn and applied to f's input in the TokenAdapt arm) on the same
           // samples with the same draws, applied to the oracle's embeddings
-          const base = nBase > 0 ? [q.embed(codes.slice([0], [nBase]) as tf.Tensor3D)] : [];
+          const base = nBase > 0 ? [plain.slice([0], [nBase]) as tf.Tensor4D] : [];
           const full = colourOp(base.length > 0 ? tf.concat([...base, e]) : e);
           e = full.slice([nBase], [half]) as tf.Tensor4D;
         }
