@@ -122,7 +122,10 @@ async function main(args: string[]): Promise<number> {
     const cells = r.cells.filter((c) => c.status !== "skipped").length;
     const line = `${r.ok ? "ok  " : "FAIL"} ${r.path} -> ${r.out}: ${cells} code cells, ` +
       `${r.seconds.toFixed(1)} s (kernel ${r.kernelSeconds.toFixed(1)} s), ` +
-      `${r.displayUpdates} display updates, ${r.lateOutputs} late outputs`;
+      `${r.displayUpdates} display updates, ${r.lateOutputs} late outputs` +
+      (r.attempts > 1
+        ? `, ${r.attempts} kernels (${r.refused.length} refused as Invalid Signature)`
+        : "");
     console.log(line);
     for (const p of r.problems) console.error(`  ${p.replaceAll("\n", "\n  ")}`);
     if (!r.ok) failed++;

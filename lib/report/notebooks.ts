@@ -185,6 +185,13 @@ export interface NotebookResult {
   displayUpdates: number;
   /** Outputs that arrived after their cell was considered done (routed back to it). */
   lateOutputs: number;
+  /**
+   * Kernels started for this notebook: 2 when a kernel message was refused as "Invalid
+   * Signature" (its HMAC did not match) and the notebook was run again from the start.
+   */
+  attempts: number;
+  /** The refused messages, one line each (type, id, and whose session it carried). */
+  refused: string[];
 }
 
 /** Options for {@linkcode runNotebooks}. */
@@ -401,6 +408,8 @@ export async function runNotebooks(
       kernelSeconds: r.kernel_seconds ?? 0,
       displayUpdates: r.updates ?? 0,
       lateOutputs: r.late ?? 0,
+      attempts: r.attempts ?? 1,
+      refused: r.refused ?? [],
     });
   }
   if (results.length !== items.length) {

@@ -218,3 +218,112 @@ Deno.test("runNotebooks names a missing kernel and tells how to install it", asy
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/**
+ * A Python for runNotebooks that runs the real driver and kernel, but first alters chosen
+ * messages after they were signed, as the fault does: `plan` maps a kernel (1 = the first one
+ * started) to [the received message to alter, how: "content" changes a byte of the content,
+ * "session" puts another process's session id in the header].
+ */
+async function tamperingPython(
+  dir: string,
+  plan: Record<number, [number, "content" | "session"]>,
+): Promise<string> {
+  const wrapper = `${dir}/tamper.py`;
+  await Deno.writeTextFile(
+    wrapper,
+    `import json, os, sys
+driver = sys.argv[1]
+sys.path.insert(0, os.path.dirname(driver))
+import _nbrun
+from jupyter_client.session import Session
+plan = {int(k): v for k, v in json.loads(${JSON.stringify(JSON.stringify(plan))}).items()}
+state = {"kernel": 0, "received": 0}
+start = _nbrun.KernelManager.start_kernel
+def start_kernel(self, *a, **k):
+    state["kernel"] += 1
+    state["received"] = 0
+    return start(self, *a, **k)
+_nbrun.KernelManager.start_kernel = start_kernel
+feed = Session.feed_identities
+def tampered(self, msg_list, copy=True):
+    idents, msg_list = feed(self, msg_list, copy=copy)
+    state["received"] += 1
+    which = plan.get(state["kernel"])
+    if which and which[0] == state["received"]:
+        frames = [bytes(f.bytes) if hasattr(f, "bytes") else bytes(f) for f in msg_list]
+        if which[1] == "content":
+            frames[4] = frames[4].replace(b"{", b"{ ", 1)
+        else:
+            header = json.loads(frames[1])
+            header["session"] = "00000000-0000-4000-8000-000000000000"
+            frames[1] = json.dumps(header).encode()
+        msg_list = frames
+    return idents, msg_list
+Session.feed_identities = tampered
+sys.exit(_nbrun.main())
+`,
+  );
+  const python = `${dir}/python`;
+  await Deno.writeTextFile(
+    python,
+    `#!/bin/sh\nif [ "$1" = -c ]; then exec /usr/bin/python3 "$@"; fi\n` +
+      `exec /usr/bin/python3 ${wrapper} "$@"\n`,
+  );
+  await Deno.chmod(python, 0o755);
+  return python;
+}
+
+Deno.test("a kernel message refused as Invalid Signature: the notebook runs again with a new kernel, once, and says so", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/two.ipynb`;
+    await Deno.writeTextFile(
+      path,
+      formatNotebook(notebook([code('console.log("one")'), code("1 + 1")])),
+    );
+    const options = { outDir: `${dir}/out`, budget: "small" as const, onLog: () => {} };
+
+    // The third message of the first kernel is altered after signing: refused, never used; the
+    // second kernel runs the notebook through.
+    const once = await tamperingPython(dir, { 1: [3, "content"] });
+    const [r] = await runNotebooks([path], { ...options, python: once });
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.attempts, 2);
+    assert.equal(r.refused.length, 1);
+    assert.match(
+      r.refused[0],
+      /^\w+ message \S+ refused as Invalid Signature after 2 verified messages \(\d+ frames; session [\w-]+: a session this kernel used in verified messages\)$/,
+    );
+    const nb = parseNotebook(await Deno.readTextFile(r.out), r.out);
+    assert.equal(nb.cells[0].outputs![0].text, "one\n");
+    assert.equal((nb.cells[1].outputs![0].data as Record<string, string>)["text/plain"], "2");
+
+    // Refused in both kernels (the second time a message of another session): the notebook fails,
+    // naming both messages; there is no third kernel.
+    const twice = await tamperingPython(dir, { 1: [3, "content"], 2: [4, "session"] });
+    const [f] = await runNotebooks([path], { ...options, python: twice });
+    assert.equal(f.ok, false);
+    assert.equal(f.attempts, 2);
+    assert.equal(f.refused.length, 2);
+    assert.match(
+      f.refused[1],
+      /session 00000000-0000-4000-8000-000000000000: a session never seen from this kernel\)$/,
+    );
+    assert.equal(f.problems.length, 1);
+    assert.ok(
+      f.problems[0].startsWith(
+        `${path}: kernel messages refused as Invalid Signature in every attempt: ${f.refused[0]}; `,
+      ),
+      f.problems[0],
+    );
+
+    // Without the fault: one kernel, nothing refused.
+    const [clean] = await runNotebooks([path], options);
+    assert.equal(clean.ok, true);
+    assert.equal(clean.attempts, 1);
+    assert.deepEqual(clean.refused, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
