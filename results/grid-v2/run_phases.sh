@@ -10,7 +10,11 @@
 #            (pre-trainings, then the fine-tunings from them: since 09:55 UTC, after the first
 #            two pre-trainings; `--seeds` narrows the expansion and leaves every spec unchanged)
 #   phase 3: every run without MTM pre-training (+ the 2400/9600 budgets, 16x16 tokens, pixels)
-#   phase 4: the whole grid (the MTM pre-trainings at 2400/9600 and the fine-tunings from them)
+#   phase 4: the whole grid (the MTM pre-trainings at 2400/9600 and the fine-tunings from them),
+#            one seed at a time, so that every cell of the storage sweep has two seeds before any
+#            has three (changed at 11:47 UTC on 2026-12-05: phase 3 had finished seed 0 of its
+#            cells and was stopped with checkpoints; the runs left of phase 3 come with phase 4's
+#            seeds; no run's spec changed)
 # Two runs at a time, one BLAS/OpenMP thread each (two cores). From the repository root:
 #   nohup sh results/grid-v2/run_phases.sh > results/grid-v2/ablate.log 2>&1 &
 set -e
@@ -20,5 +24,8 @@ run --cells='[{"budgets":["fm8-600"],"arms":["seit","ca","ta","ita","seitpp_nomt
 for seed in 0 1 2; do
   run --seeds="[$seed]" --cells='[{"budgets":["fm8-600"],"arms":["seit_mtm","ca_mtm","ta_mtm","seitpp"]}]'
 done
-run --cells='[{"budgets":["fm8-600","fm8-2400","fm8-9600"],"arms":["seit","seitpp_nomtm"]},{"budgets":["fm8-600"],"arms":["ca","ta","ita"]},{"budgets":["fm16-2400"],"arms":["seit"]},{"budgets":["px28-9600","px14-9600"],"arms":["pixel"]}]'
+run --seeds='[0]' --cells='[{"budgets":["fm8-600","fm8-2400","fm8-9600"],"arms":["seit","seitpp_nomtm"]},{"budgets":["fm8-600"],"arms":["ca","ta","ita"]},{"budgets":["fm16-2400"],"arms":["seit"]},{"budgets":["px28-9600","px14-9600"],"arms":["pixel"]}]'
+for seed in 0 1 2; do
+  run --seeds="[$seed]"
+done
 run
