@@ -11,4 +11,8 @@ export SEITPP_BLAS_THREADS=1
 run() { deno task ablate --grid configs/grid_fmnist_v2_sincos.json --out results/grid-v2-sincos --jobs 1 "$@"; }
 run --cells='[{"budgets":["fm8-600"],"arms":["seit"]}]'
 run --cells='[{"budgets":["fm8-600"],"arms":["ta","ita"]}]'
+# SeiT with the sin-cos start on the storage sweep's larger budgets (added 12:20 UTC on
+# 2026-12-05, seed 0 first, as a third job beside results/grid-v2's two)
+run --seeds='[0]' --cells='[{"budgets":["fm8-2400","fm8-9600"],"arms":["seit"]}]'
+run --cells='[{"budgets":["fm8-2400","fm8-9600"],"arms":["seit"]}]'
 run
