@@ -50,9 +50,10 @@ def guard_signatures(session):
     """
     original = session.deserialize
     sessions = set()
-    counts = {"verified": 0}
+    verified = 0
 
     def deserialize(msg_list, content=True, copy=True):
+        nonlocal verified
         try:
             msg = original(msg_list, content=content, copy=copy)
         except ValueError as e:
@@ -68,9 +69,9 @@ def guard_signatures(session):
                      "no message had verified yet")
             raise RefusedMessage(
                 f"{header.get('msg_type', '?')} message {header.get('msg_id', '?')} refused as "
-                f"Invalid Signature after {counts['verified']} verified messages "
+                f"Invalid Signature after {verified} verified messages "
                 f"({len(msg_list)} frames; session {sid}: {whose})") from e
-        counts["verified"] += 1
+        verified += 1
         sid = msg.get("header", {}).get("session")
         if sid:
             sessions.add(sid)
@@ -266,6 +267,11 @@ def run_notebook(job, item):
     return result
 
 
+def failed(item, error):
+    """The result line of a notebook that could not be run through."""
+    return {"path": item["path"], "out": item["out"], "cells": [], "error": error}
+
+
 def main():
     job = json.load(sys.stdin)
     name = job.get("kernel", "deno")
@@ -287,12 +293,10 @@ def main():
                     log(f"  the kernel's {e}; running the notebook again with a new kernel "
                         f"(attempt {attempt + 1} of {ATTEMPTS})")
                     continue
-                res = {"path": item["path"], "out": item["out"], "cells": [],
-                       "error": "kernel messages refused as Invalid Signature in every attempt: "
-                                + "; ".join(refused)}
+                res = failed(item, "kernel messages refused as Invalid Signature in every "
+                                   "attempt: " + "; ".join(refused))
             except Exception as e:  # report and go on with the next notebook
-                res = {"path": item["path"], "out": item["out"], "cells": [],
-                       "error": f"{type(e).__name__}: {e}"}
+                res = failed(item, f"{type(e).__name__}: {e}")
             break
         res["attempts"] = attempt
         res["refused"] = refused

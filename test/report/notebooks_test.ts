@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import {
   Chromium,
+  findPython,
   formatNotebook,
   type Notebook,
   notebookBudget,
@@ -264,11 +265,12 @@ Session.feed_identities = tampered
 sys.exit(_nbrun.main())
 `,
   );
+  const real = await findPython();
   const python = `${dir}/python`;
   await Deno.writeTextFile(
     python,
-    `#!/bin/sh\nif [ "$1" = -c ]; then exec /usr/bin/python3 "$@"; fi\n` +
-      `exec /usr/bin/python3 ${wrapper} "$@"\n`,
+    `#!/bin/sh\nif [ "$1" = -c ]; then exec "${real}" "$@"; fi\n` +
+      `exec "${real}" ${wrapper} "$@"\n`,
   );
   await Deno.chmod(python, 0o755);
   return python;
