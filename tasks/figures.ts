@@ -4,7 +4,8 @@
  * the ablation table and figure, loss and accuracy curves, the augmentation gallery of the step
  * the runs used, as SVG + PNG, CSV + markdown, and one standalone `report.html`; with
  * `--baseline` (the run folders of the grid these runs are a variant of) also
- * `variant_effects.{csv,md}`. The same folders give byte-identical SVG and CSV.
+ * `variant_effects.{csv,md}` and `variant_mtm_effects.{csv,md}` (the base's MTM arms against
+ * the variant's from-scratch baselines). The same folders give byte-identical SVG and CSV.
  *
  * @module
  */
@@ -33,7 +34,9 @@ Options:
   --finished          only the finished runs (with metrics.json): a grid still running
   --baseline <dir>    the run folders of the base grid when --runs is a variant of it (one
                       setting changed): also writes variant_effects.{csv,md}, per (arm, budget)
-                      the variant's mean top-1 minus the base's with Welch's 95% interval
+                      the variant's mean top-1 minus the base's with Welch's 95% interval,
+                      and variant_mtm_effects.{csv,md}: the base's MTM arms against the
+                      variant's from-scratch baselines
   --no-gallery        skip the augmentation gallery (it needs the tokenizer and TokenAdapt
                       files that the runs name)
   --backend <name>    tensor backend of the gallery (default wasm)

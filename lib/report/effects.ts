@@ -151,6 +151,13 @@ export const EFFECTS: readonly EffectSpec[] = [
     baseline: "seit_mtm",
     paper: () => null,
   },
+  {
+    id: "augmentations_mtm",
+    label: "TokenAdapt+ColorAdapt with MTM (SeiT++ vs SeiT+MTM)",
+    arm: "seitpp",
+    baseline: "seit_mtm",
+    paper: () => null,
+  },
 ];
 
 const ABLATION_ONLY = new Set(["both_ablation"]);

@@ -33,7 +33,12 @@ import {
   effectsDisplayTable,
   effectsTable,
 } from "./effects.ts";
-import { variantEffectsDisplayTable, variantEffectsTable } from "./variant_effects.ts";
+import {
+  variantEffectsDisplayTable,
+  variantEffectsTable,
+  variantMtmEffectsDisplayTable,
+  variantMtmEffectsTable,
+} from "./variant_effects.ts";
 
 export { PAPER_RESULTS } from "./paper_results.ts";
 
@@ -655,7 +660,9 @@ export interface PaperFiguresOptions {
    * The base grid's run folders when `runs` is a variant of it (the same cells with one
    * setting changed): adds `variant_effects.{csv,md}`, each (arm, budget) cell's mean top-1
    * in both and the difference (variant minus base) with Welch's 95% interval
-   * (`variantEffectsTable`); only finished runs count. Without it nothing else changes.
+   * (`variantEffectsTable`), and `variant_mtm_effects.{csv,md}`, the base's MTM arms against
+   * the variant's from-scratch baselines (`variantMtmEffectsTable`); only finished runs
+   * count. Without it nothing else changes.
    */
   baseline?: string;
   /**
@@ -680,7 +687,8 @@ export interface PaperFiguresResult {
  * `effects` (each component's effect with Welch's 95% interval, next to the paper's),
  * `ablation[_<budget>]` (figure and table),
  * `curves_loss_<budget>`, `curves_top1_<budget>`, `pretrain_loss_<budget>`; with `baseline`,
- * `variant_effects` (this grid against its base grid, per cell).
+ * `variant_effects` (this grid against its base grid, per cell) and `variant_mtm_effects` (the
+ * base's MTM arms against this grid's from-scratch baselines).
  *
  * @param options runs folder, output folder, formats, base grid
  * @returns the files written
@@ -733,7 +741,8 @@ export async function writePaperFigures(options: PaperFiguresOptions): Promise<P
     tableView(effectsDisplayTable(effects), { limit: 1000 }),
   );
   if (options.baseline !== undefined) {
-    const variant = variantEffectsTable(await loadGridRuns(options.baseline), runs);
+    const baseRuns = await loadGridRuns(options.baseline);
+    const variant = variantEffectsTable(baseRuns, runs);
     const shown = variantEffectsDisplayTable(variant);
     const root = options.root ?? Deno.cwd();
     const name = (dir: string) => relative(root, resolve(dir)).split(sep).join("/") || ".";
@@ -743,9 +752,24 @@ export async function writePaperFigures(options: PaperFiguresOptions): Promise<P
       "over seeds (unpaired, Welch-Satterthwaite degrees of freedom).";
     await writeTableFiles(variant, shown, join(out, "variant_effects"), { caption });
     files.push("variant_effects.csv", "variant_effects.md");
+    const mtm = variantMtmEffectsTable(baseRuns, runs);
+    const mtmShown = variantMtmEffectsDisplayTable(mtm);
+    const mtmCaption = `The MTM arms of the base ${name(options.baseline)} against the ` +
+      `from-scratch baseline arms of the variant ${name(options.runs)}: an MTM fine-tuning ` +
+      "starts from its pre-trained encoder, not from the from-scratch init, so where the " +
+      "variant changes only that init this is MTM's effect against a baseline with the " +
+      "variant's start. Mean test top-1 (%) of each side, the difference arm minus baseline " +
+      "(percentage points) with Welch's two-sided 95% t interval over seeds (unpaired, " +
+      "Welch-Satterthwaite degrees of freedom); only finished runs count.";
+    await writeTableFiles(mtm, mtmShown, join(out, "variant_mtm_effects"), {
+      caption: mtmCaption,
+    });
+    files.push("variant_mtm_effects.csv", "variant_mtm_effects.md");
     report.push(
       { heading: "The variant against its base grid", text: caption },
       tableView(shown, { limit: 1000 }),
+      { heading: "The base grid's MTM arms against the variant's baselines", text: mtmCaption },
+      tableView(mtmShown, { limit: 1000 }),
     );
   }
   const abBudgets = ablationBudgets(runs);

@@ -3,7 +3,10 @@
  * both, the difference of mean test top-1 (variant minus base) with Welch's t interval
  * (./intervals.ts), e.g. grid v2 with the sin-cos position-table start
  * (`results/grid-v2-sincos`) against grid v2 (`results/grid-v2`). Each component's effect
- * within the variant is {@linkcode effectsTable} on the variant's runs alone.
+ * within the variant is {@linkcode effectsTable} on the variant's runs alone. And
+ * {@linkcode variantMtmEffectsTable}: the base grid's MTM arms against the variant's
+ * from-scratch baselines (an MTM fine-tuning starts from its pre-trained encoder, so a variant
+ * that changes only the from-scratch start leaves those arms as they are).
  *
  * @module
  */
@@ -13,6 +16,7 @@ import type { ColumnTable } from "arquero";
 import { METHOD_ARM_IDS } from "../train/mod.ts";
 import type { GridRunRecord } from "./paper_figures.ts";
 import { welchInterval } from "./intervals.ts";
+import { EFFECTS } from "./effects.ts";
 import {
   budgetsBySize,
   cellValues,
@@ -142,4 +146,101 @@ export function variantEffectsDisplayTable(table: ColumnTable): ColumnTable {
     verdict: verdict(r.ci_low, r.ci_high),
   }));
   return rows.length ? aq.from(rows) : aq.table({ arm: [] });
+}
+
+/**
+ * The base grid's MTM arms against the variant's from-scratch baseline arms: every effect of
+ * `EFFECTS` (./effects.ts) whose arm starts from an MTM pre-training and whose baseline does
+ * not, with the arm's runs taken from the base grid and the baseline's from the variant, on
+ * every budget where both have finished runs. An MTM fine-tuning starts from its pre-trained
+ * encoder (the position table included), not from the classifier's from-scratch init, so
+ * where the variant changes only that init (e.g. `results/grid-v2-sincos`: the sin-cos
+ * position table) its MTM arms would be the base's, and this is MTM's effect measured
+ * against a baseline with the variant's start. Columns as `effectsTable`'s without the
+ * paper's: `effect`, `label`, `budget`, `storage_bytes`, `arm`, `baseline`, `n_arm`,
+ * `n_baseline`, `arm_mean` (base), `baseline_mean` (variant), `diff` (arm minus baseline,
+ * points), `ci_low`, `ci_high` (Welch's t interval; empty when a side has one seed), `df`.
+ * Rows by effect, then stored bytes (largest first).
+ *
+ * @param baseRuns the base grid's loaded runs (`loadGridRuns`)
+ * @param variantRuns the variant's loaded runs
+ * @param options `level`
+ * @returns an arquero table (no rows when no such pair has finished runs)
+ * @throws {RangeError} when a budget id names different stored training sets in the two grids
+ *
+ * @example
+ * ```ts
+ * import { type GridRunRecord, variantMtmEffectsTable } from "@lib/report";
+ * type Arm = GridRunRecord["arm"];
+ * const run = (arm: Arm, mtm: boolean, seed: number, top1: number): GridRunRecord => ({
+ *   grid: "g", id: `ft-${arm}-b-s${seed}`, kind: "finetune", arm, method: arm,
+ *   augment: "seit", mtm, pretrain: mtm ? `pt-b-s${seed}` : null, budget: "b", source: "t",
+ *   gridSide: 8, records: 10, storageBytes: 100, labelBytes: 20, seed, dir: "",
+ *   finished: true, steps: 1, top1, top5: 1, testImages: 50, loss: [], evals: [],
+ * });
+ * const t = variantMtmEffectsTable(
+ *   [run("seit_mtm", true, 0, 0.80), run("seit_mtm", true, 1, 0.82)],
+ *   [run("seit", false, 0, 0.70), run("seit", false, 1, 0.72)],
+ * );
+ * console.assert(t.get("effect", 0) === "mtm");
+ * console.assert(Math.abs((t.get("diff", 0) as number) - 10) < 1e-9);
+ * ```
+ */
+export function variantMtmEffectsTable(
+  baseRuns: readonly GridRunRecord[],
+  variantRuns: readonly GridRunRecord[],
+  options: VariantEffectsOptions = {},
+): ColumnTable {
+  const level = options.level ?? 0.95;
+  const base = finishedTop1(baseRuns), variant = finishedTop1(variantRuns);
+  checkBudgets(base, variant);
+  const budgets = budgetsBySize([...base, ...variant]);
+  const rows: Record<string, unknown>[] = [];
+  for (const e of EFFECTS) {
+    for (const [budget, bytes] of budgets) {
+      const arm = base.filter((r) => r.arm === e.arm && r.budget === budget);
+      const baseline = variant.filter((r) => r.arm === e.baseline && r.budget === budget);
+      if (arm.length === 0 || baseline.length === 0) continue;
+      if (!arm.every((r) => r.mtm) || baseline.some((r) => r.mtm)) continue;
+      const b = cellValues(base, e.arm, budget), a = cellValues(variant, e.baseline, budget);
+      const ci = welchInterval(a, b, level);
+      rows.push({
+        effect: e.id,
+        label: e.label,
+        budget,
+        storage_bytes: bytes,
+        arm: e.arm,
+        baseline: e.baseline,
+        n_arm: b.length,
+        n_baseline: a.length,
+        arm_mean: mean(b),
+        baseline_mean: mean(a),
+        diff: ci.estimate,
+        ci_low: ci.low,
+        ci_high: ci.high,
+        df: ci.df,
+      });
+    }
+  }
+  return rows.length ? aq.from(rows) : aq.table({ effect: [] });
+}
+
+/**
+ * {@linkcode variantMtmEffectsTable}'s rows for reading: component, budget, the difference
+ * "+x.xx", its interval "[low, high]" ("(one seed)" without one), the seeds per side
+ * ("arm/baseline") and the verdict ("helps" / "hurts" / "not resolved").
+ * @param table {@linkcode variantMtmEffectsTable}'s table
+ * @returns an arquero table of strings
+ */
+export function variantMtmEffectsDisplayTable(table: ColumnTable): ColumnTable {
+  const rows = (table.objects() as Record<string, unknown>[]).map((r) => ({
+    component: r.label,
+    budget: r.budget,
+    "arm mean, base (n)": `${(r.arm_mean as number).toFixed(2)} (n=${r.n_arm})`,
+    "baseline mean, variant (n)": `${(r.baseline_mean as number).toFixed(2)} (n=${r.n_baseline})`,
+    "effect (points)": signed(r.diff as number),
+    "95% CI (Welch t)": intervalText(r.ci_low, r.ci_high),
+    verdict: verdict(r.ci_low, r.ci_high),
+  }));
+  return rows.length ? aq.from(rows) : aq.table({ component: [] });
 }

@@ -19,9 +19,14 @@ Deno.test("effectsTable: the committed results/grid's differences of means, Welc
   const mean = (arm: string, budget: string) =>
     acc.find((r) => r.arm === arm && r.budget === budget)?.top1_mean as number;
   const rows = effectsTable(runs).objects() as Row[];
-  // 4 storage effects x 3 budgets + ColorAdapt, TokenAdapt, both, and the two with MTM on fm8-600
-  // (results/grid has no identity-TokenAdapt arm, so those two rows are absent)
-  assert.equal(rows.length, 12 + 5);
+  // 4 storage effects x 3 budgets + ColorAdapt, TokenAdapt, both, and the two with MTM on
+  // fm8-600, + both with MTM (SeiT++ vs SeiT+MTM) x 3 budgets (results/grid has no
+  // identity-TokenAdapt arm, so those two rows are absent)
+  assert.equal(rows.length, 12 + 5 + 3);
+  assert.deepEqual(
+    rows.filter((r) => r.effect === "augmentations_mtm").map((r) => `${r.arm}/${r.baseline}`),
+    ["seitpp/seit_mtm", "seitpp/seit_mtm", "seitpp/seit_mtm"],
+  );
   assert.ok(!rows.some((r) => r.arm === "ita" || r.baseline === "ita"));
   for (const r of rows) {
     const b = r.budget as string;

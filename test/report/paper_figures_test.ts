@@ -251,15 +251,15 @@ Deno.test("loadGridRuns: after a resume the last record of a step wins; unfinish
 // `min`: the fewest svg/csv/md files the grid's committed runs honestly give: every grid writes
 // accuracy_table, accuracy_ci and effects (csv + md) and accuracy_vs_storage.svg (7), then a
 // curves_loss and a curves_top1 figure per budget (a one-budget grid: 9), the ablation (csv, md,
-// svg) once all four components have finished, pre-training curves, and variant_effects (csv +
-// md) with a baseline
+// svg) once all four components have finished, pre-training curves, and variant_effects and
+// variant_mtm_effects (csv + md each) with a baseline
 const GRIDS: { grid: string; baseline?: string; min: number }[] = [
   { grid: "results/grid", min: 8 },
   { grid: "results/grid-long", min: 8 },
   { grid: "results/grid-v2", min: 8 },
   { grid: "results/grid-v2-length/L1500", min: 9 },
   { grid: "results/grid-v2-length/L3000", min: 9 },
-  { grid: "results/grid-v2-sincos", baseline: "results/grid-v2/runs", min: 11 },
+  { grid: "results/grid-v2-sincos", baseline: "results/grid-v2/runs", min: 13 },
 ];
 for (const { grid, baseline, min } of GRIDS) {
   Deno.test(`the committed ${grid} figures and tables regenerate byte-identically from the committed run logs`, async () => {
@@ -286,6 +286,7 @@ for (const { grid, baseline, min } of GRIDS) {
         assert.ok(compared.includes(f), `${f} committed`);
       }
       assert.equal(compared.includes("variant_effects.csv"), baseline !== undefined);
+      assert.equal(compared.includes("variant_mtm_effects.csv"), baseline !== undefined);
       for (const f of compared) {
         assert.ok(
           (await Deno.readTextFile(join(out, f))) === (await Deno.readTextFile(join(committed, f))),

@@ -7,6 +7,8 @@ import {
   studentTQuantile,
   variantEffectsDisplayTable,
   variantEffectsTable,
+  variantMtmEffectsDisplayTable,
+  variantMtmEffectsTable,
   welchInterval,
   writePaperFigures,
 } from "@lib/report";
@@ -177,6 +179,97 @@ Deno.test("variantEffectsTable: results/grid-v2-sincos against results/grid-v2, 
   }
 });
 
+Deno.test("variantMtmEffectsTable: the base's MTM arms against the variant's from-scratch baselines, scipy's Welch interval", () => {
+  const mtm = { mtm: true, pretrain: "pt" };
+  const base = [
+    ...[70, 71, 72].map((v, s) => run("base", "seit_mtm", "small", s, v / 100, mtm)),
+    ...[66, 67].map((v, s) => run("base", "seitpp", "small", s, v / 100, mtm)),
+    run("base", "seitpp", "big", 0, 0.8, mtm),
+    run("base", "ca_mtm", "small", 0, 0.7, mtm), // its baseline seit_mtm is an MTM arm
+    run("base", "seit", "small", 0, 0.5), // a base baseline is never used
+    run("base", "seit_mtm", "big", 0, null, mtm), // unfinished
+  ];
+  const variant = [
+    ...[60, 62, 64].map((v, s) => run("variant", "seit", "small", s, v / 100)),
+    run("variant", "seit", "big", 0, 0.75),
+    run("variant", "seit", "big", 1, null), // unfinished
+    run("variant", "ca", "small", 0, 0.6), // no effect has ca as its baseline
+  ];
+  const t = variantMtmEffectsTable(base, variant);
+  const rows = t.objects() as Row[];
+  assert.deepEqual(rows.map((r) => `${r.effect} ${r.arm}/${r.baseline} ${r.budget}`), [
+    "mtm seit_mtm/seit small",
+    "seitpp seitpp/seit big",
+    "seitpp seitpp/seit small",
+  ]);
+  // seit_mtm 70, 71, 72 (base) minus seit 60, 62, 64 (variant): scipy as in the first test
+  const [m] = rows;
+  assert.equal(m.n_arm, 3);
+  assert.equal(m.n_baseline, 3);
+  assert.ok(Math.abs((m.arm_mean as number) - 71) < 1e-9);
+  assert.ok(Math.abs((m.baseline_mean as number) - 62) < 1e-9);
+  assert.ok(Math.abs((m.diff as number) - 9) < 1e-9);
+  assert.ok(Math.abs((m.ci_low as number) - 4.8446004968174945) < 1e-6);
+  assert.ok(Math.abs((m.ci_high as number) - 13.155399503182505) < 1e-6);
+  assert.equal(rows[1].ci_low, null); // one seed a side
+  assert.ok(Math.abs((rows[1].diff as number) - 5) < 1e-9);
+  const shown = variantMtmEffectsDisplayTable(t).objects() as Row[];
+  assert.deepEqual(shown[0], {
+    component: "MTM (SeiT+MTM vs SeiT)",
+    budget: "small",
+    "arm mean, base (n)": "71.00 (n=3)",
+    "baseline mean, variant (n)": "62.00 (n=3)",
+    "effect (points)": "+9.00",
+    "95% CI (Welch t)": "[+4.84, +13.16]",
+    verdict: "helps",
+  });
+  assert.equal(shown[1]["95% CI (Welch t)"], "(one seed)");
+  // the same arm id run without MTM in the base (a grid without pre-training) gives no row
+  const plain = [70, 71].map((v, s) => run("base", "seitpp", "small", s, v / 100));
+  assert.equal(variantMtmEffectsTable(plain, variant).numRows(), 0);
+  assert.equal(variantMtmEffectsDisplayTable(variantMtmEffectsTable(base, [])).numRows(), 0);
+  assert.throws(
+    () =>
+      variantMtmEffectsTable(base, [run("variant", "seit", "small", 0, 0.7, { storageBytes: 1 })]),
+    { name: "RangeError", message: /Cannot compare budget "small"/ },
+  );
+});
+
+Deno.test("variantMtmEffectsTable: results/grid-v2's MTM arms against results/grid-v2-sincos's SeiT, from the committed metrics", async () => {
+  const base = await loadGridRuns("results/grid-v2/runs");
+  const variant = await loadGridRuns("results/grid-v2-sincos/runs");
+  const rows = variantMtmEffectsTable(base, variant).objects() as Row[];
+  // the sin-cos grid has SeiT on every 8x8 budget; the base has SeiT+MTM and SeiT++ on each
+  for (const b of ["fm8-600", "fm8-2400", "fm8-9600"]) {
+    for (const e of ["mtm", "seitpp"]) {
+      assert.ok(rows.some((r) => r.effect === e && r.budget === b), `${e} on ${b}`);
+    }
+  }
+  for (const r of rows) {
+    // each finished run's test top-1 read from its metrics.json, by seed
+    const top1 = async (grid: string, arm: string) => {
+      const out: [number, number][] = [];
+      for (const x of (grid === "base" ? base : variant)) {
+        if (x.arm !== arm || x.budget !== r.budget || x.kind === "pretrain") continue;
+        try {
+          const m = JSON.parse(await Deno.readTextFile(join(x.dir, "metrics.json")));
+          out.push([x.seed, 100 * m.eval.top1]);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.NotFound)) throw e;
+        }
+      }
+      return out.sort((p, q) => p[0] - q[0]).map((p) => p[1]);
+    };
+    const a = await top1("base", r.arm as string), s = await top1("variant", r.baseline as string);
+    assert.equal(r.n_arm, a.length);
+    assert.equal(r.n_baseline, s.length);
+    const ci = welchInterval(s, a);
+    assert.ok(Math.abs((r.diff as number) - ci.estimate) < 1e-9);
+    assert.equal(r.ci_low, ci.low ?? null);
+    assert.equal(r.ci_high, ci.high ?? null);
+  }
+});
+
 Deno.test("writePaperFigures with a baseline: variant_effects.md's caption names both run folders from the root, however they are given", async () => {
   const tmp = await Deno.makeTempDir();
   try {
@@ -189,6 +282,11 @@ Deno.test("writePaperFigures with a baseline: variant_effects.md's caption names
       baseline: resolve("results/grid-v2/runs"),
     });
     assert.ok(r.files.includes("variant_effects.csv") && r.files.includes("variant_effects.md"));
+    assert.ok(r.files.includes("variant_mtm_effects.md"));
+    assert.match(
+      await Deno.readTextFile(join(tmp, "figures", "variant_mtm_effects.md")),
+      /^The MTM arms of the base results\/grid-v2\/runs against the from-scratch baseline arms of the variant results\/grid-v2-sincos\/runs: /,
+    );
     const md = await Deno.readTextFile(join(tmp, "figures", "variant_effects.md"));
     assert.match(
       md,
