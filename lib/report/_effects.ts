@@ -7,6 +7,7 @@
  */
 
 import type { GridRunRecord } from "./paper_figures.ts";
+import { welchInterval } from "./intervals.ts";
 
 /** String or number order. */
 export function cmp(a: string | number, b: string | number): number {
@@ -61,4 +62,35 @@ export function verdict(low: unknown, high: unknown): string {
   return typeof low === "number" && typeof high === "number"
     ? (low > 0 ? "helps" : high < 0 ? "hurts" : "not resolved")
     : "";
+}
+
+/**
+ * One effect's numbers, arm minus baseline, in the column order of the effect tables:
+ * `n_arm`, `n_baseline`, `arm_mean`, `baseline_mean`, `diff`, `ci_low`, `ci_high` (Welch's t
+ * interval; null when a side has one value), `df`.
+ * @param baseline the baseline's values (non-empty)
+ * @param arm the arm's values (non-empty)
+ * @param level confidence level
+ */
+export function effectNumbers(
+  baseline: readonly number[],
+  arm: readonly number[],
+  level: number,
+): Record<string, number | null> {
+  const ci = welchInterval(baseline, arm, level);
+  return {
+    n_arm: arm.length,
+    n_baseline: baseline.length,
+    arm_mean: mean(arm),
+    baseline_mean: mean(baseline),
+    diff: ci.estimate,
+    ci_low: ci.low,
+    ci_high: ci.high,
+    df: ci.df,
+  };
+}
+
+/** "xx.xx (n=k)": a mean of k values. */
+export function meanText(m: unknown, n: unknown): string {
+  return `${(m as number).toFixed(2)} (n=${n})`;
 }

@@ -13,14 +13,14 @@ import * as aq from "arquero";
 import type { ColumnTable } from "arquero";
 import type { GridRunRecord } from "./paper_figures.ts";
 import { PAPER_RESULTS } from "./paper_results.ts";
-import { tInterval, welchInterval } from "./intervals.ts";
+import { tInterval } from "./intervals.ts";
 import {
   budgetsBySize,
   cellValues,
   cmp,
+  effectNumbers,
   finishedTop1,
   intervalText,
-  mean,
   signed,
   verdict,
 } from "./_effects.ts";
@@ -209,7 +209,6 @@ export function effectsTable(runs: readonly GridRunRecord[], level = 0.95): Colu
       if (ABLATION_ONLY.has(e.id) && values("ca", budget).length === 0) continue;
       const a = values(e.baseline, budget), b = values(e.arm, budget);
       if (a.length === 0 || b.length === 0) continue;
-      const ci = welchInterval(a, b, level);
       const paper = e.paper(ranks.get(budget) ?? null);
       rows.push({
         effect: e.id,
@@ -218,14 +217,7 @@ export function effectsTable(runs: readonly GridRunRecord[], level = 0.95): Colu
         storage_bytes: bytes,
         arm: e.arm,
         baseline: e.baseline,
-        n_arm: b.length,
-        n_baseline: a.length,
-        arm_mean: mean(b),
-        baseline_mean: mean(a),
-        diff: ci.estimate,
-        ci_low: ci.low,
-        ci_high: ci.high,
-        df: ci.df,
+        ...effectNumbers(a, b, level),
         paper_diff: paper?.value ?? null,
         paper_setting: paper?.setting ?? null,
       });

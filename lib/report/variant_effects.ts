@@ -21,9 +21,11 @@ import {
   budgetsBySize,
   cellValues,
   cmp,
+  effectNumbers,
   finishedTop1,
   intervalText,
   mean,
+  meanText,
   signed,
   verdict,
 } from "./_effects.ts";
@@ -139,8 +141,8 @@ export function variantEffectsDisplayTable(table: ColumnTable): ColumnTable {
   const rows = (table.objects() as Record<string, unknown>[]).map((r) => ({
     arm: `${r.method} (${r.arm})`,
     budget: r.budget,
-    "base mean (n)": `${(r.base_mean as number).toFixed(2)} (n=${r.n_base})`,
-    "variant mean (n)": `${(r.variant_mean as number).toFixed(2)} (n=${r.n_variant})`,
+    "base mean (n)": meanText(r.base_mean, r.n_base),
+    "variant mean (n)": meanText(r.variant_mean, r.n_variant),
     "difference (points)": signed(r.diff as number),
     "95% CI (Welch t)": intervalText(r.ci_low, r.ci_high),
     verdict: verdict(r.ci_low, r.ci_high),
@@ -202,8 +204,6 @@ export function variantMtmEffectsTable(
       const baseline = variant.filter((r) => r.arm === e.baseline && r.budget === budget);
       if (arm.length === 0 || baseline.length === 0) continue;
       if (!arm.every((r) => r.mtm) || baseline.some((r) => r.mtm)) continue;
-      const b = cellValues(base, e.arm, budget), a = cellValues(variant, e.baseline, budget);
-      const ci = welchInterval(a, b, level);
       rows.push({
         effect: e.id,
         label: e.label,
@@ -211,14 +211,11 @@ export function variantMtmEffectsTable(
         storage_bytes: bytes,
         arm: e.arm,
         baseline: e.baseline,
-        n_arm: b.length,
-        n_baseline: a.length,
-        arm_mean: mean(b),
-        baseline_mean: mean(a),
-        diff: ci.estimate,
-        ci_low: ci.low,
-        ci_high: ci.high,
-        df: ci.df,
+        ...effectNumbers(
+          cellValues(variant, e.baseline, budget),
+          cellValues(base, e.arm, budget),
+          level,
+        ),
       });
     }
   }
@@ -236,8 +233,8 @@ export function variantMtmEffectsDisplayTable(table: ColumnTable): ColumnTable {
   const rows = (table.objects() as Record<string, unknown>[]).map((r) => ({
     component: r.label,
     budget: r.budget,
-    "arm mean, base (n)": `${(r.arm_mean as number).toFixed(2)} (n=${r.n_arm})`,
-    "baseline mean, variant (n)": `${(r.baseline_mean as number).toFixed(2)} (n=${r.n_baseline})`,
+    "arm mean, base (n)": meanText(r.arm_mean, r.n_arm),
+    "baseline mean, variant (n)": meanText(r.baseline_mean, r.n_baseline),
     "effect (points)": signed(r.diff as number),
     "95% CI (Welch t)": intervalText(r.ci_low, r.ci_high),
     verdict: verdict(r.ci_low, r.ci_high),
