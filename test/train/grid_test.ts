@@ -361,6 +361,58 @@ Deno.test("an interrupted run resumes from its checkpoint and ends exactly as an
   }
 });
 
+Deno.test("an interrupted SeiT++ fine-tuning (TokenAdapt half, ColorAdapt, Emb-Noise, Mixup/CutMix) resumes exactly", async () => {
+  // the augmentations draw from their own streams: the checkpoint must carry them too (grid v2
+  // resumed such runs, e.g. ft-seitpp_nomtm-fm8-9600-s2 from step 500)
+  const tmp = await Deno.makeTempDir();
+  try {
+    const specs = async (dir: string) => {
+      const g = await tinyGrid([
+        ["seeds", "[0]"],
+        ["cells", JSON.stringify([{ budgets: ["fm8-40"], arms: ["seitpp_nomtm"] }])],
+        ["finetuneSteps", "10"],
+      ]);
+      return expandGrid(g, await prepareBudgets(g, join(dir, "data")), {
+        runsDir: join(dir, "runs"),
+      });
+    };
+    const [a] = await specs(join(tmp, "a")), [b] = await specs(join(tmp, "b"));
+    assert.equal(a.id, "ft-seitpp_nomtm-fm8-40-s0");
+    assert.equal(a.config.augment, "seitpp");
+    assert.ok(a.config.tokenAdaptWeights);
+    const quiet = { print: () => {} };
+    await runGridRun(a, quiet);
+    // stopped twice: after 3 steps, then 4 steps into the resumed run (at step 7)
+    for (const [after, at] of [[3, 3], [4, 7]]) {
+      let steps = 0;
+      await assert.rejects(
+        () => runGridRun(b, { ...quiet, stop: () => ++steps >= after }),
+        RunStoppedError,
+      );
+      assert.deepEqual(await gridRunState(b), { state: "resume", step: at });
+    }
+    await runGridRun(b, quiet);
+    const losses = async (dir: string) => [
+      ...new Map(
+        (await readRunLog(dir)).filter((x) => x.type === "step").map((x) => [x.step, x.loss]),
+      ).entries(),
+    ];
+    const la = await losses(a.dir);
+    assert.equal(la.length, 10);
+    assert.deepEqual(await losses(b.dir), la, "bit-identical losses");
+    const ma = JSON.parse(await Deno.readTextFile(join(a.dir, "metrics.json")));
+    const mb = JSON.parse(await Deno.readTextFile(join(b.dir, "metrics.json")));
+    assert.deepEqual(mb.eval, ma.eval, "same evaluation");
+    assert.deepEqual(
+      await Deno.readFile(join(b.dir, "model.safetensors")),
+      await Deno.readFile(join(a.dir, "model.safetensors")),
+      "same final weights",
+    );
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("runGrid: a failed pre-training blocks the runs that need it; the others run", async () => {
   const tmp = await Deno.makeTempDir();
   try {
