@@ -15,4 +15,6 @@ run --cells='[{"budgets":["fm8-600"],"arms":["ta","ita"]}]'
 # 2026-12-05, seed 0 first, as a third job beside results/grid-v2's two)
 run --seeds='[0]' --cells='[{"budgets":["fm8-2400","fm8-9600"],"arms":["seit"]}]'
 run --cells='[{"budgets":["fm8-2400","fm8-9600"],"arms":["seit"]}]'
+# The rest (ca, seitpp_nomtm, seed 2 of ita). On 2026-12-05 at 14:40 UTC, when grid v2 finished, this
+# line was run with --jobs 2 instead (the same runs, two at a time; the specs do not depend on it).
 run
