@@ -212,8 +212,8 @@ export function variantMtmEffectsTable(
         arm: e.arm,
         baseline: e.baseline,
         ...effectNumbers(
-          cellValues(variant, e.baseline, budget),
-          cellValues(base, e.arm, budget),
+          cellValues(baseline, e.baseline, budget),
+          cellValues(arm, e.arm, budget),
           level,
         ),
       });
@@ -223,9 +223,10 @@ export function variantMtmEffectsTable(
 }
 
 /**
- * {@linkcode variantMtmEffectsTable}'s rows for reading: component, budget, the difference
- * "+x.xx", its interval "[low, high]" ("(one seed)" without one), the seeds per side
- * ("arm/baseline") and the verdict ("helps" / "hurts" / "not resolved").
+ * {@linkcode variantMtmEffectsTable}'s rows for reading: component, budget, each side's mean
+ * "xx.xx (n=k)" (the arm's from the base, the baseline's from the variant), the difference
+ * "+x.xx", its interval "[low, high]" ("(one seed)" without one) and the verdict ("helps" /
+ * "hurts" / "not resolved").
  * @param table {@linkcode variantMtmEffectsTable}'s table
  * @returns an arquero table of strings
  */

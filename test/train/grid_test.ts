@@ -301,6 +301,27 @@ Deno.test("runGrid runs every run once, then skips the finished ones; no tensors
   }
 });
 
+/**
+ * Run folder `b` (interrupted and resumed) ended exactly as `a` (uninterrupted): the same loss
+ * at every step, the same evaluation, byte-identical final weights. Returns `a`'s [step, loss].
+ */
+async function assertSameRun(a: string, b: string, id: string): Promise<unknown[][]> {
+  const la = (await readRunLog(a)).filter((x) => x.type === "step").map((x) => [x.step, x.loss]);
+  const lbAll = (await readRunLog(b)).filter((x) => x.type === "step");
+  // after a resume the steps past the checkpoint are logged again: the last record of a step wins
+  const lb = [...new Map(lbAll.map((x) => [x.step, x.loss])).entries()];
+  assert.deepEqual(lb, la, `${id}: bit-identical losses`);
+  const ma = JSON.parse(await Deno.readTextFile(join(a, "metrics.json")));
+  const mb = JSON.parse(await Deno.readTextFile(join(b, "metrics.json")));
+  assert.deepEqual(mb.eval, ma.eval, `${id}: same evaluation`);
+  assert.deepEqual(
+    await Deno.readFile(join(b, "model.safetensors")),
+    await Deno.readFile(join(a, "model.safetensors")),
+    `${id}: same final weights`,
+  );
+  return la;
+}
+
 Deno.test("an interrupted run resumes from its checkpoint and ends exactly as an uninterrupted one", async () => {
   const tmp = await Deno.makeTempDir();
   try {
@@ -333,21 +354,7 @@ Deno.test("an interrupted run resumes from its checkpoint and ends exactly as an
       "px-px14-40-s0:resume",
     ]);
     for (let i = 0; i < specsA.length; i++) {
-      const la = (await readRunLog(specsA[i].dir)).filter((x) => x.type === "step").map((
-        x,
-      ) => [x.step, x.loss]);
-      const lbAll = (await readRunLog(specsB[i].dir)).filter((x) => x.type === "step");
-      // after a resume the steps past the checkpoint are logged again: the last record of a step wins
-      const lb = [...new Map(lbAll.map((x) => [x.step, x.loss])).entries()];
-      assert.deepEqual(lb, la, `${specsA[i].id}: bit-identical losses`);
-      const ma = JSON.parse(await Deno.readTextFile(join(specsA[i].dir, "metrics.json")));
-      const mb = JSON.parse(await Deno.readTextFile(join(specsB[i].dir, "metrics.json")));
-      assert.deepEqual(mb.eval, ma.eval, `${specsA[i].id}: same evaluation`);
-      assert.deepEqual(
-        await Deno.readFile(join(specsB[i].dir, "model.safetensors")),
-        await Deno.readFile(join(specsA[i].dir, "model.safetensors")),
-        `${specsA[i].id}: same final weights`,
-      );
+      await assertSameRun(specsA[i].dir, specsB[i].dir, specsA[i].id);
     }
     const types = (await readRunLog(specsB[0].dir)).map((x) => x.type);
     assert.deepEqual(types.filter((t) => ["start", "stopped", "resume", "end"].includes(t)), [
@@ -392,22 +399,7 @@ Deno.test("an interrupted SeiT++ fine-tuning (TokenAdapt half, ColorAdapt, Emb-N
       assert.deepEqual(await gridRunState(b), { state: "resume", step: at });
     }
     await runGridRun(b, quiet);
-    const losses = async (dir: string) => [
-      ...new Map(
-        (await readRunLog(dir)).filter((x) => x.type === "step").map((x) => [x.step, x.loss]),
-      ).entries(),
-    ];
-    const la = await losses(a.dir);
-    assert.equal(la.length, 10);
-    assert.deepEqual(await losses(b.dir), la, "bit-identical losses");
-    const ma = JSON.parse(await Deno.readTextFile(join(a.dir, "metrics.json")));
-    const mb = JSON.parse(await Deno.readTextFile(join(b.dir, "metrics.json")));
-    assert.deepEqual(mb.eval, ma.eval, "same evaluation");
-    assert.deepEqual(
-      await Deno.readFile(join(b.dir, "model.safetensors")),
-      await Deno.readFile(join(a.dir, "model.safetensors")),
-      "same final weights",
-    );
+    assert.equal((await assertSameRun(a.dir, b.dir, a.id)).length, 10);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
